@@ -1,0 +1,250 @@
+/*
+ * redrived: the daemon's main.  It loads the configuration, opens the
+ * store, starts the relay on the one libuv loop, and runs until SIGTERM or
+ * SIGINT; then it stops accepting, lets open SMTP transactions finish
+ * (bounded), drains the store and exits 0.  SIGHUP reopens the logs.
+ * The loop is owned here; uv_loop_close() must succeed at the end, which
+ * proves every handle was closed.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "redrive/config.h"
+#include "redrive/log.h"
+#include "redrive/smtp_server.h"
+#include "redrive/store.h"
+#include "redrive/version.h"
+
+/* How long open SMTP transactions may take to finish at shutdown. */
+#define REDRIVED_GRACE_MS 10000
+
+struct redrived {
+	uv_loop_t loop;
+	struct config cfg;
+	struct store *store;
+	struct smtp_server *smtp;
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+	uv_signal_t sighup;
+	bool stopping;
+};
+
+static void
+redrived_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: redrived [-c FILE] [--check-config] [--version] [--help]\n"
+	    "\n"
+	    "  -c, --config FILE  configuration file (default: $REDRIVE_CONFIG,\n"
+	    "                     else " CONFIG_DEFAULT_PATH ")\n"
+	    "      --check-config load the configuration, report, and exit\n"
+	    "      --version      print the version and exit\n"
+	    "  -h, --help         print this help and exit\n"
+	    "\n"
+	    "Runs in the foreground and logs to stderr (logfmt).\n"
+	    "SIGTERM/SIGINT stop it cleanly; SIGHUP reopens the logs.\n");
+}
+
+static void
+redrived_smtp_done_cb(void *arg)
+{
+	struct redrived *d = arg;
+
+	d->smtp = NULL;
+	/* Every transaction has had its answer: drain and close the store. */
+	store_close(d->store);
+	d->store = NULL;
+}
+
+static void
+redrived_stop(struct redrived *d, const char *why)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_info("redrived stopping", LF_STR("signal", why), LF_END);
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
+	if (d->smtp != NULL) {
+		smtp_server_shutdown(d->smtp, REDRIVED_GRACE_MS,
+		    redrived_smtp_done_cb, d);
+	} else {
+		store_close(d->store);
+		d->store = NULL;
+	}
+}
+
+static void
+redrived_signal_cb(uv_signal_t *h, int signum)
+{
+	struct redrived *d = h->data;
+
+	if (signum == SIGHUP) {
+		log_reopen();
+		log_info("logs reopened", LF_END);
+		return;
+	}
+	redrived_stop(d, signum == SIGTERM ? "TERM" : "INT");
+}
+
+/*
+ * Resolves which configuration file to load: -c, else $REDRIVE_CONFIG,
+ * else the default path.  The default path may be missing (built-in
+ * defaults are used, with a warning); a named one may not.
+ */
+static const char *
+redrived_config_path(const char *opt, bool *named)
+{
+	const char *env = getenv("REDRIVE_CONFIG");
+
+	*named = true;
+	if (opt != NULL)
+		return opt;
+	if (env != NULL && env[0] != '\0')
+		return env;
+	*named = false;
+	if (access(CONFIG_DEFAULT_PATH, F_OK) != 0)
+		return NULL;
+	return CONFIG_DEFAULT_PATH;
+}
+
+static int
+redrived_signals(struct redrived *d)
+{
+	int rc;
+
+	uv_signal_init(&d->loop, &d->sigterm);
+	uv_signal_init(&d->loop, &d->sigint);
+	uv_signal_init(&d->loop, &d->sighup);
+	d->sigterm.data = d->sigint.data = d->sighup.data = d;
+	rc = uv_signal_start(&d->sigterm, redrived_signal_cb, SIGTERM);
+	if (rc == 0)
+		rc = uv_signal_start(&d->sigint, redrived_signal_cb, SIGINT);
+	if (rc == 0)
+		rc = uv_signal_start(&d->sighup, redrived_signal_cb, SIGHUP);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct redrived d;
+	const char *opt_config = NULL, *path;
+	char err[CONFIG_ERR_MAX];
+	bool check = false, named;
+
+	enum log_level level;
+	int c, rc, ret = 1;
+
+	memset(&d, 0, sizeof(d));
+	while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			opt_config = optarg;
+			break;
+		case 'C':
+			check = true;
+			break;
+		case 'V':
+			printf("redrived %s\n", REDRIVE_VERSION);
+			return 0;
+		case 'h':
+			redrived_usage(stdout);
+			return 0;
+		default:
+			redrived_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "redrived: unexpected argument: %s\n",
+		    argv[optind]);
+		redrived_usage(stderr);
+		return 2;
+	}
+
+	path = redrived_config_path(opt_config, &named);
+	if (config_load(&d.cfg, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "redrived: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("redrived: %s: configuration ok\n",
+		    path != NULL ? path : "(built-in defaults)");
+		config_free(&d.cfg);
+		return 0;
+	}
+	if (log_level_parse(d.cfg.log.level, &level) == 0)
+		log_set_level(level);
+	if (path == NULL)
+		log_warn("no configuration file; using built-in defaults",
+		    LF_STR("looked_for", CONFIG_DEFAULT_PATH), LF_END);
+
+	signal(SIGPIPE, SIG_IGN);
+	rc = uv_loop_init(&d.loop);
+	if (rc < 0) {
+		fprintf(stderr, "redrived: cannot start the event loop: %s\n",
+		    uv_strerror(rc));
+		config_free(&d.cfg);
+		return 1;
+	}
+	rc = redrived_signals(&d);
+	if (rc < 0) {
+		fprintf(stderr, "redrived: cannot set up signals: %s\n",
+		    uv_strerror(rc));
+		goto out_stop;
+	}
+	rc = store_open(&d.store, d.cfg.store.path, &d.loop, err,
+	    sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "redrived: %s\n", err);
+		goto out_stop;
+	}
+	if (d.cfg.relay.enabled) {
+		rc = smtp_server_start(&d.smtp, &d.loop, &d.cfg, d.store);
+		if (rc < 0) {
+			fprintf(stderr, "redrived: cannot listen on %s: %s\n",
+			    d.cfg.relay.listen, uv_strerror(rc));
+			goto out_stop;
+		}
+	}
+	log_info("redrived started", LF_STR("version", REDRIVE_VERSION),
+	    LF_STR("config", path != NULL ? path : "(defaults)"),
+	    LF_STR("store", d.cfg.store.path),
+	    LF_STR("relay", d.cfg.relay.enabled ? d.cfg.relay.listen : "off"),
+	    LF_END);
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	ret = 0;
+	goto out_loop;
+
+out_stop:
+	/* A start-up failure: close whatever was opened, through the loop. */
+	redrived_stop(&d, "startup failure");
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+out_loop:
+	rc = uv_loop_close(&d.loop);
+	if (rc != 0) {
+		log_error("event loop closed with handles still open",
+		    LF_STR("error", uv_strerror(rc)), LF_END);
+		ret = 1;
+	}
+	if (ret == 0)
+		log_info("redrived stopped", LF_END);
+	config_free(&d.cfg);
+	return ret;
+}

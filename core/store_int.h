@@ -1,0 +1,65 @@
+/*
+ * store_int: what the files of the store module share and nobody else may
+ * see: the schema and its migrations, and the job type of the store thread.
+ */
+#ifndef REDRIVE_STORE_INT_H
+#define REDRIVE_STORE_INT_H
+
+#include <stddef.h>
+#include <sqlite3.h>
+
+/*
+ * Brings db to STORE_SCHEMA_VERSION (PRAGMA user_version), one migration
+ * per version, each in its own transaction.  Returns 0, or a negative
+ * errno code with the reason in err.  A store newer than this build is
+ * refused (-EPROTO).
+ */
+int store_schema_migrate(sqlite3 *db, char *err, size_t errlen);
+
+/*
+ * Applies the per-connection settings every connection needs: WAL,
+ * synchronous=FULL, foreign_keys=ON, a busy timeout.  Returns 0 or a
+ * negative errno code with the reason in err.
+ */
+int store_schema_pragmas(sqlite3 *db, int busy_ms, char *err, size_t errlen);
+
+/* Maps an SQLite result code to a negative errno code. */
+int store_errno(int rc);
+
+struct store;
+
+/*
+ * A unit of work for the store thread (core/store.c).  The submitter owns
+ * the job (usually embedded in a larger struct of its own) and keeps it
+ * alive until done has run; the store only links it through next.
+ *
+ * run executes on the store thread, inside the group transaction and
+ * within its own SAVEPOINT; it returns 0 or a negative errno code, and
+ * must leave every statement it used reset.  On an error its savepoint is
+ * rolled back and the other jobs of the batch are unaffected.  It must not
+ * COMMIT, ROLLBACK or touch loop-thread state.
+ *
+ * done executes on the loop thread after the transaction was committed
+ * (status 0) or failed (status < 0: nothing the job wrote is stored), in
+ * submission order, exactly once for every job accepted by
+ * store_job_submit(); it may free the job.
+ *
+ * bytes is the job's weight for the batch cap (the message bytes it
+ * writes); 0 for small jobs.  status and next belong to the store.
+ */
+struct store_job {
+	int (*run)(sqlite3 *db, struct store_job *job);
+	void (*done)(struct store_job *job, int status);
+	size_t bytes;
+	int status;
+	struct store_job *next;
+};
+
+/*
+ * Queues job for the next group commit.  Loop thread.  Returns 0, or
+ * -ESHUTDOWN once store_close() was called (done will not run), or
+ * -EINVAL when job, run or done is NULL.
+ */
+int store_job_submit(struct store *st, struct store_job *job);
+
+#endif

@@ -1,0 +1,249 @@
+/*
+ * store: the SQLite store, the only module that speaks SQL.
+ *
+ * Two faces:
+ *
+ *  - the daemon's asynchronous face (struct store): one store thread owns a
+ *    read-write connection in WAL mode with synchronous=FULL.  Requests
+ *    made on the loop thread are queued; the store thread takes every
+ *    request that is waiting, runs each inside its own SAVEPOINT of one
+ *    transaction and commits them together (group commit), then hands each
+ *    result back to the loop thread through a uv_async_t.  Nothing here
+ *    blocks the loop thread.
+ *
+ *  - the CLI's synchronous face (struct store_db): a plain connection for
+ *    the `redrive` command, which reads while the daemon writes (WAL).
+ *
+ * Times are milliseconds since the epoch, UTC.  Message ids are the local
+ * integer ids of "queued as <id>".
+ */
+#ifndef REDRIVE_STORE_H
+#define REDRIVE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+/* The schema version this build writes (PRAGMA user_version). */
+#define STORE_SCHEMA_VERSION 1
+
+struct store;
+
+/* Counters for tests and /metrics; read on the loop thread. */
+struct store_stats {
+	uint64_t requests;     /* requests completed */
+	uint64_t transactions; /* transactions committed (or failed) */
+	uint64_t failures;     /* requests completed with an error */
+};
+
+/*
+ * Opens (creating it and its directory's file if needed) the store at path,
+ * applies WAL and synchronous=FULL, migrates the schema to
+ * STORE_SCHEMA_VERSION, and starts the store thread whose completions run
+ * on loop.  Runs on the main thread at start-up (it may block there).
+ * Returns 0 and *out, or a negative errno code with the reason written to
+ * err (errlen bytes; err may be NULL) and logged.  The directory is never
+ * created (-ENOENT); a store newer than this build is -EPROTO.  The store's
+ * uv_async_t keeps the loop alive only while requests are in flight.
+ */
+int store_open(struct store **out, const char *path, uv_loop_t *loop,
+    char *err, size_t errlen);
+
+/*
+ * Stops the store: every request already queued still runs and its callback
+ * still fires (on the calling thread, before store_close returns); then the
+ * thread ends, the connection closes, and the uv_async_t is closed (the
+ * loop must run once more to free it).  If the loop never runs again, only
+ * the struct store itself is left unfreed.  Loop thread, never from inside
+ * a store job.  NULL-safe; a second call is a no-op.  st stays valid for
+ * store_submit (-ESHUTDOWN) and store_stats until the loop has run.
+ */
+void store_close(struct store *st);
+
+/* Returns the counters. Loop thread. */
+struct store_stats store_stats(const struct store *st);
+
+/*
+ * A message to store, as the relay hands it over after DATA.  All strings
+ * are NUL-terminated UTF-8 (or ASCII) and owned by the caller.
+ */
+struct store_new_message {
+	int64_t received_at;       /* ms */
+	const char *mail_from;     /* envelope sender; "" for <> */
+	const char *const *rcpts;  /* envelope recipients */
+	size_t nrcpts;
+	const char *helo;          /* NULL if none */
+	const char *client_addr;   /* "127.0.0.1" */
+	const char *auth_user;     /* NULL if not authenticated */
+	const char *subject;       /* raw header value, unfolded; NULL if none */
+	const char *message_id;    /* Message-ID, bare; NULL if none */
+	bool smtputf8;
+	const void *data;          /* the message as stored: Received + data */
+	size_t len;
+};
+
+/*
+ * Called on the loop thread exactly once per store_submit().  status is 0
+ * (committed; id is the new local id) or a negative errno code (nothing was
+ * stored; the client must get a 4xx).
+ */
+typedef void (*store_submit_cb)(int status, int64_t id, void *arg);
+
+/*
+ * Queues m for the next group commit.  Loop thread.  m and everything it
+ * points to must stay valid until cb has run (the store copies nothing);
+ * cb runs only after the commit (fsync) succeeded or failed, in submission
+ * order.  Returns 0, or -ESHUTDOWN once store_close() was called, -EINVAL
+ * for a NULL m, cb, mail_from or recipient, no recipients, or data NULL
+ * with len > 0, or -ENOMEM; cb does not run when this returns an error.
+ */
+int store_submit(struct store *st, const struct store_new_message *m,
+    store_submit_cb cb, void *arg);
+
+/*
+ * Test hook: when set (non-zero), every transaction fails with this
+ * negative errno code as if the disk were full.  Loop thread.
+ */
+void store_set_fault(struct store *st, int err);
+
+/* ---- The CLI's synchronous face ---------------------------------------- */
+
+struct store_db;
+
+/*
+ * Opens the store at path for the CLI.  readonly opens it read-only (log,
+ * show, stats, tail); otherwise read-write (retry, purge).  A store whose
+ * schema is older than this build's is refused with a clear message (the
+ * daemon migrates it); a missing file is -ENOENT.  Returns 0 and *out, or a
+ * negative errno code with a reason in err.
+ */
+int store_db_open(struct store_db **out, const char *path, bool readonly,
+    char *err, size_t errlen);
+
+/* Closes; NULL-safe. */
+void store_db_close(struct store_db *db);
+
+/* One recipient of a message, as the CLI shows it. */
+struct store_recipient_row {
+	int64_t id;
+	char *address;
+	char *status;          /* queued sent deferred retrying delivered failed */
+	int attempts;          /* sends that included this recipient */
+	char *reason;          /* for failed; NULL otherwise */
+	char *last_error;      /* the latest error text, NULL if none */
+	char *mailgun_id;      /* latest, bare; NULL if never sent */
+	int64_t next_attempt_at; /* ms, 0 if none */
+	int64_t updated_at;
+};
+
+struct store_message_row {
+	int64_t id;
+	int64_t received_at;
+	char *mail_from;
+	char *helo;
+	char *client_addr;
+	char *auth_user;
+	char *subject;
+	char *message_id;
+	char *mailgun_id;
+	int64_t size;
+	char *status;          /* derived from the recipients */
+	int attempts;          /* sends of this message */
+	struct store_recipient_row *rcpts;
+	size_t nrcpts;
+};
+
+/* Frees what a row owns (not the row itself); NULL-safe. */
+void store_message_row_clear(struct store_message_row *row);
+
+struct store_log_filter {
+	const char *const *statuses; /* derived message statuses; NULL: all */
+	size_t nstatuses;
+	const char *to;     /* a recipient address, or "@domain"; NULL: any */
+	const char *from;   /* envelope sender, or "@domain"; NULL: any */
+	int64_t since;      /* ms; 0: no bound */
+	long limit;         /* > 0 */
+};
+
+/*
+ * Calls cb for each message matching f, newest first, with its recipients
+ * filled in; a non-zero return from cb stops the walk and is returned.
+ * Returns 0 or a negative errno code.
+ */
+typedef int (*store_message_cb)(const struct store_message_row *row,
+    void *arg);
+int store_db_log(struct store_db *db, const struct store_log_filter *f,
+    store_message_cb cb, void *arg);
+
+/*
+ * Resolves what a user typed as ID: the local id, a Mailgun id or a
+ * Message-ID, with or without angle brackets.  Returns 0 and *id, -ENOENT,
+ * or -EINVAL when the text matches nothing it could be.
+ */
+int store_db_resolve(struct store_db *db, const char *text, int64_t *id);
+
+/* Loads one message with its recipients. 0, -ENOENT or an error. */
+int store_db_message(struct store_db *db, int64_t id,
+    struct store_message_row *out);
+
+/*
+ * Loads the stored bytes of a message into a malloc'd buffer the caller
+ * frees.  -ENOENT when the message or its body (purged) is gone.
+ */
+int store_db_body(struct store_db *db, int64_t id, void **data, size_t *len);
+
+/*
+ * The SQLite message of the last failed call on db ("database is locked"),
+ * for the CLI's error line; "no error" if none.  Valid until the next call.
+ */
+const char *store_db_errmsg(const struct store_db *db);
+
+/* One request made to Mailgun for a message (a row of attempts). */
+struct store_send_row {
+	int64_t at;          /* ms */
+	char *via;           /* "mime" or "storage" */
+	int http_status;     /* 0 if none (no HTTP answer) */
+	char *mailgun_id;    /* bare; NULL if none */
+	char *result;        /* Mailgun's text or the error; NULL if none */
+	char **recipients;   /* the addresses this send carried */
+	size_t nrecipients;
+};
+
+/* One event Mailgun reported for a message (a row of events). */
+struct store_event_row {
+	int64_t at;          /* ms, the event's own timestamp */
+	char *recipient;     /* NULL if the event names no known recipient */
+	char *event;         /* "delivered", "failed", ... */
+	char *severity;      /* "temporary", "permanent"; NULL if none */
+	char *reason;        /* NULL if none */
+	int code;            /* delivery-status code, 0 if none */
+	char *enhanced_code; /* "5.1.1"; NULL if none */
+	char *message;       /* delivery-status message; NULL if none */
+	char *mailgun_id;    /* bare; NULL if none */
+};
+
+/*
+ * Loads the sends of message id, oldest first, into a malloc'd array the
+ * caller frees with store_send_rows_free().  An unknown id gives 0 rows.
+ * Returns 0 or a negative errno code.
+ */
+int store_db_sends(struct store_db *db, int64_t id,
+    struct store_send_row **out, size_t *n);
+
+/* Frees rows[0..n) and the array; NULL-safe. */
+void store_send_rows_free(struct store_send_row *rows, size_t n);
+
+/*
+ * Loads the events of message id ordered by their own timestamp, into a
+ * malloc'd array the caller frees with store_event_rows_free().  Returns 0
+ * or a negative errno code.
+ */
+int store_db_events(struct store_db *db, int64_t id,
+    struct store_event_row **out, size_t *n);
+
+/* Frees rows[0..n) and the array; NULL-safe. */
+void store_event_rows_free(struct store_event_row *rows, size_t n);
+
+#endif
