@@ -114,8 +114,8 @@ cidr_parse(const char *s, struct cidr *out)
  * addresses likewise.  Returns false for other families.
  */
 static bool
-cidr_addr_of(const struct sockaddr *sa, bool *is_v4, uint8_t v4[4],
-    uint8_t v6[16])
+cidr_addr_of(
+    const struct sockaddr *sa, bool *is_v4, uint8_t v4[4], uint8_t v6[16])
 {
 	if (sa == NULL)
 		return false;
@@ -153,7 +153,8 @@ cidr_match(const struct cidr *c, const struct sockaddr *sa)
 		return is_v4 && c->prefix <= 32 &&
 		    cidr_prefix_eq(c->addr, v4, c->prefix);
 	if (c->family == AF_INET6)
-		return c->prefix <= 128 && cidr_prefix_eq(c->addr, v6, c->prefix);
+		return c->prefix <= 128 &&
+		    cidr_prefix_eq(c->addr, v6, c->prefix);
 	return false;
 }
 

@@ -57,37 +57,37 @@
 
 enum config_kind {
 	CONFIG_K_BOOL,
-	CONFIG_K_STR,       /* free text, no control bytes, may be empty */
-	CONFIG_K_NONEMPTY,  /* as STR, but required */
-	CONFIG_K_SECRET,    /* literal, env:NAME or file:PATH */
-	CONFIG_K_SIGNING,   /* comma-separated secrets */
-	CONFIG_K_SIZE,      /* uint64_t bytes */
-	CONFIG_K_DURATION,  /* int64_t ms */
-	CONFIG_K_UINT,      /* unsigned */
-	CONFIG_K_RATE,      /* double 0..1 */
-	CONFIG_K_LISTEN,    /* numeric host or "*", port 1..65535 */
-	CONFIG_K_HOSTPORT,  /* empty, or any host with port 1..65535 */
-	CONFIG_K_HOSTNAME,  /* empty: gethostname(2) */
-	CONFIG_K_ALLOW,     /* struct cidr list */
-	CONFIG_K_WORDS,     /* char * list */
-	CONFIG_K_CODES,     /* struct config_code_range list */
-	CONFIG_K_ENHANCED,  /* char * list of "5.1", "5.1.1" */
-	CONFIG_K_DOMAIN,    /* empty or a domain name */
-	CONFIG_K_APIBASE,   /* http(s) URL, trailing '/' dropped */
-	CONFIG_K_URL,       /* empty or an http(s) URL */
-	CONFIG_K_HTTPPATH,  /* "/..." */
-	CONFIG_K_TLSMODE,   /* starttls, tls, none */
-	CONFIG_K_LEVEL,     /* a log level name */
-	CONFIG_K_ADDRESS,   /* empty or something with an '@' */
+	CONFIG_K_STR,	   /* free text, no control bytes, may be empty */
+	CONFIG_K_NONEMPTY, /* as STR, but required */
+	CONFIG_K_SECRET,   /* literal, env:NAME or file:PATH */
+	CONFIG_K_SIGNING,  /* comma-separated secrets */
+	CONFIG_K_SIZE,	   /* uint64_t bytes */
+	CONFIG_K_DURATION, /* int64_t ms */
+	CONFIG_K_UINT,	   /* unsigned */
+	CONFIG_K_RATE,	   /* double 0..1 */
+	CONFIG_K_LISTEN,   /* numeric host or "*", port 1..65535 */
+	CONFIG_K_HOSTPORT, /* empty, or any host with port 1..65535 */
+	CONFIG_K_HOSTNAME, /* empty: gethostname(2) */
+	CONFIG_K_ALLOW,	   /* struct cidr list */
+	CONFIG_K_WORDS,	   /* char * list */
+	CONFIG_K_CODES,	   /* struct config_code_range list */
+	CONFIG_K_ENHANCED, /* char * list of "5.1", "5.1.1" */
+	CONFIG_K_DOMAIN,   /* empty or a domain name */
+	CONFIG_K_APIBASE,  /* http(s) URL, trailing '/' dropped */
+	CONFIG_K_URL,	   /* empty or an http(s) URL */
+	CONFIG_K_HTTPPATH, /* "/..." */
+	CONFIG_K_TLSMODE,  /* starttls, tls, none */
+	CONFIG_K_LEVEL,	   /* a log level name */
+	CONFIG_K_ADDRESS,  /* empty or something with an '@' */
 };
 
 struct config_key {
 	const char *section;
 	const char *name;
 	enum config_kind kind;
-	size_t off;        /* the field in struct config */
-	size_t noff;       /* lists: the count field */
-	int64_t min;       /* numbers: the range */
+	size_t off;  /* the field in struct config */
+	size_t noff; /* lists: the count field */
+	int64_t min; /* numbers: the range */
 	int64_t max;
 	const char *range; /* the range in words, for messages */
 	const char *def;   /* the default, as the file would say it */
@@ -95,23 +95,31 @@ struct config_key {
 };
 
 #define CONFIG_F(f) offsetof(struct config, f)
-#define CONFIG_KEY(s, n, k, f, def) \
-	{ s, n, k, CONFIG_F(f), 0, 0, 0, NULL, def, NULL }
-#define CONFIG_NUM(s, n, k, f, lo, hi, r, def) \
-	{ s, n, k, CONFIG_F(f), 0, lo, hi, r, def, NULL }
-#define CONFIG_LIST(s, n, k, f, nf, def) \
-	{ s, n, k, CONFIG_F(f), CONFIG_F(nf), 0, 0, NULL, def, NULL }
-#define CONFIG_ENV(s, n, k, f, def, env) \
-	{ s, n, k, CONFIG_F(f), 0, 0, 0, NULL, def, env }
+#define CONFIG_KEY(s, n, k, f, def)                            \
+	{                                                      \
+		s, n, k, CONFIG_F(f), 0, 0, 0, NULL, def, NULL \
+	}
+#define CONFIG_NUM(s, n, k, f, lo, hi, r, def)                \
+	{                                                     \
+		s, n, k, CONFIG_F(f), 0, lo, hi, r, def, NULL \
+	}
+#define CONFIG_LIST(s, n, k, f, nf, def)                                  \
+	{                                                                 \
+		s, n, k, CONFIG_F(f), CONFIG_F(nf), 0, 0, NULL, def, NULL \
+	}
+#define CONFIG_ENV(s, n, k, f, def, env)                      \
+	{                                                     \
+		s, n, k, CONFIG_F(f), 0, 0, 0, NULL, def, env \
+	}
 
 /* Every key of DESIGN.md "Configuration (INI)", in its order. */
 static const struct config_key config_keys[] = {
 	CONFIG_KEY("relay", "enabled", CONFIG_K_BOOL, relay.enabled, "yes"),
-	CONFIG_KEY("relay", "listen", CONFIG_K_LISTEN, relay.listen,
-	    "127.0.0.1:2525"),
+	CONFIG_KEY(
+	    "relay", "listen", CONFIG_K_LISTEN, relay.listen, "127.0.0.1:2525"),
 	CONFIG_KEY("relay", "hostname", CONFIG_K_HOSTNAME, relay.hostname, ""),
-	CONFIG_LIST("relay", "allow", CONFIG_K_ALLOW, relay.allow,
-	    relay.nallow, "127.0.0.0/8 ::1"),
+	CONFIG_LIST("relay", "allow", CONFIG_K_ALLOW, relay.allow, relay.nallow,
+	    "127.0.0.0/8 ::1"),
 	CONFIG_NUM("relay", "max_message_size", CONFIG_K_SIZE,
 	    relay.max_message_size, 1024, INT64_MAX, "1K or more", "25M"),
 	CONFIG_NUM("relay", "max_recipients", CONFIG_K_UINT,
@@ -123,8 +131,8 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("relay", "tls_cert", CONFIG_K_STR, relay.tls_cert, ""),
 	CONFIG_KEY("relay", "tls_key", CONFIG_K_STR, relay.tls_key, ""),
 	CONFIG_KEY("relay", "auth_users", CONFIG_K_STR, relay.auth_users, ""),
-	CONFIG_KEY("relay", "require_auth", CONFIG_K_BOOL, relay.require_auth,
-	    "no"),
+	CONFIG_KEY(
+	    "relay", "require_auth", CONFIG_K_BOOL, relay.require_auth, "no"),
 
 	CONFIG_ENV("mailgun", "api_key", CONFIG_K_SECRET, mailgun.api_key, "",
 	    "MAILGUN_API_KEY"),
@@ -178,13 +186,13 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("alert", "from", CONFIG_K_ADDRESS, alert.from, ""),
 	CONFIG_KEY("alert", "smtp", CONFIG_K_HOSTPORT, alert.smtp, ""),
 	CONFIG_KEY("alert", "smtp_user", CONFIG_K_STR, alert.smtp_user, ""),
-	CONFIG_KEY("alert", "smtp_password", CONFIG_K_SECRET,
-	    alert.smtp_password, ""),
-	CONFIG_KEY("alert", "smtp_tls", CONFIG_K_TLSMODE, alert.smtp_tls,
-	    "starttls"),
+	CONFIG_KEY(
+	    "alert", "smtp_password", CONFIG_K_SECRET, alert.smtp_password, ""),
+	CONFIG_KEY(
+	    "alert", "smtp_tls", CONFIG_K_TLSMODE, alert.smtp_tls, "starttls"),
 	CONFIG_KEY("alert", "webhook_url", CONFIG_K_URL, alert.webhook_url, ""),
-	CONFIG_KEY("alert", "failure_rate", CONFIG_K_RATE, alert.failure_rate,
-	    "0.2"),
+	CONFIG_KEY(
+	    "alert", "failure_rate", CONFIG_K_RATE, alert.failure_rate, "0.2"),
 	CONFIG_NUM("alert", "failure_window", CONFIG_K_DURATION,
 	    alert.failure_window_ms, 1, CONFIG_DUR_MAX, "1ms to 3650d", "15m"),
 	CONFIG_NUM("alert", "failure_min", CONFIG_K_UINT, alert.failure_min, 1,
@@ -206,17 +214,17 @@ static const char *const config_sections[] = { "relay", "mailgun", "tracker",
 /* The state of one config_load() or config_defaults(). */
 struct config_ctx {
 	struct config *cfg;
-	const char *path;    /* the file, for messages; NULL: none */
-	FILE *fp;            /* the file being read */
-	int lineno;          /* lines the reader has returned */
-	int line;            /* the line being applied; 0: none */
-	const char *envname; /* the variable being applied, or NULL */
-	int read_errno;      /* a read(2) error of the reader */
+	const char *path;	/* the file, for messages; NULL: none */
+	FILE *fp;		/* the file being read */
+	int lineno;		/* lines the reader has returned */
+	int line;		/* the line being applied; 0: none */
+	const char *envname;	/* the variable being applied, or NULL */
+	int read_errno;		/* a read(2) error of the reader */
 	int seen[CONFIG_NKEYS]; /* the line that set each key; 0: default */
 	char *err;
 	size_t errlen;
 	int err_line; /* the line of the kept error */
-	int rc;       /* the first error, 0 while none */
+	int rc;	      /* the first error, 0 while none */
 };
 
 /* The field of struct config a key describes. */
@@ -248,13 +256,19 @@ config_wipe_free(char *s)
  * reason".  Only the first error is kept unless force is set (a syntax
  * error found on an earlier line).  Returns rc.
  */
-__attribute__((format(printf, 5, 6))) static int
-config_fail_at(struct config_ctx *ctx, int line, bool force, int rc,
-    const char *fmt, ...)
-{
-	va_list ap;
-	int n = 0;
+static int config_fail_at(struct config_ctx *ctx, int line, bool force, int rc,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+static int
+config_fail_at(
+    struct config_ctx *ctx, int line, bool force, int rc, const char *fmt, ...)
+{
+	char reason[CONFIG_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
 	if (ctx->rc != 0 && !force)
 		return rc;
 	ctx->rc = rc;
@@ -262,18 +276,14 @@ config_fail_at(struct config_ctx *ctx, int line, bool force, int rc,
 	if (ctx->err == NULL || ctx->errlen == 0)
 		return rc;
 	if (ctx->envname != NULL)
-		n = snprintf(ctx->err, ctx->errlen, "environment: ");
+		snprintf(ctx->err, ctx->errlen, "environment: %s", reason);
 	else if (ctx->path != NULL && line > 0)
-		n = snprintf(ctx->err, ctx->errlen, "%s:%d: ", ctx->path, line);
+		snprintf(ctx->err, ctx->errlen, "%s:%d: %s", ctx->path, line,
+		    reason);
 	else if (ctx->path != NULL)
-		n = snprintf(ctx->err, ctx->errlen, "%s: ", ctx->path);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n < ctx->errlen) {
-		va_start(ap, fmt);
-		vsnprintf(ctx->err + n, ctx->errlen - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
+		snprintf(ctx->err, ctx->errlen, "%s: %s", ctx->path, reason);
+	else
+		snprintf(ctx->err, ctx->errlen, "%s", reason);
 	return rc;
 }
 
@@ -388,8 +398,8 @@ config_token_copy(char *tok, const char *start, size_t len)
  * file, never what they hold.
  */
 static int
-config_resolve_secret(struct config_ctx *ctx, const char *label,
-    const char *v, size_t vlen, char **out)
+config_resolve_secret(struct config_ctx *ctx, const char *label, const char *v,
+    size_t vlen, char **out)
 {
 	char q[CONFIG_QUOTE_MAX * 4 + 8];
 	char name[CONFIG_TOKEN_MAX * 2];
@@ -402,24 +412,29 @@ config_resolve_secret(struct config_ctx *ctx, const char *label,
 	if (vlen >= 4 && strncmp(v, "env:", 4) == 0) {
 		if (vlen - 4 == 0 || vlen - 4 >= sizeof(name))
 			return config_fail(ctx, -EINVAL,
-			    "%s: env: needs a variable name", label);
+			    "%s: env: needs a variable name of 1 to %zu bytes",
+			    label, sizeof(name) - 1);
 		memcpy(name, v + 4, vlen - 4);
 		name[vlen - 4] = '\0';
 		s = getenv(name);
-		if (s == NULL || *s == '\0')
+		if (s == NULL || *s == '\0') {
+			log_escape(
+			    q, sizeof(q), name, strlen(name), CONFIG_QUOTE_MAX);
 			return config_fail(ctx, -EINVAL,
 			    "%s: env:%s: the variable is unset or empty", label,
-			    config_q(q, sizeof(q), name, CONFIG_QUOTE_MAX));
+			    q);
+		}
 		return config_set_str(out, s, true);
 	}
 	if (vlen < 5 || strncmp(v, "file:", 5) != 0)
 		return config_set_strn(out, v, vlen, true);
 	if (vlen - 5 == 0 || vlen - 5 >= sizeof(name))
-		return config_fail(ctx, -EINVAL, "%s: file: needs a path",
-		    label);
+		return config_fail(ctx, -EINVAL,
+		    "%s: file: needs a path of 1 to %zu bytes", label,
+		    sizeof(name) - 1);
 	memcpy(name, v + 5, vlen - 5);
 	name[vlen - 5] = '\0';
-	config_q(q, sizeof(q), name, CONFIG_QUOTE_MAX * 2);
+	log_escape(q, sizeof(q), name, strlen(name), CONFIG_QUOTE_MAX);
 	fp = fopen(name, "re");
 	if (fp == NULL || fgets(buf, sizeof(buf), fp) == NULL) {
 		if (fp == NULL || ferror(fp))
@@ -434,8 +449,8 @@ config_resolve_secret(struct config_ctx *ctx, const char *label,
 	n = strlen(buf);
 	if (n == sizeof(buf) - 1 && buf[n - 1] != '\n' && getc(fp) != EOF) {
 		rc = config_fail(ctx, -EINVAL,
-		    "%s: file:%s: the first line is longer than %d bytes", label,
-		    q, CONFIG_SECRET_MAX - 2);
+		    "%s: file:%s: the first line is longer than %d bytes",
+		    label, q, CONFIG_SECRET_MAX - 2);
 		goto out;
 	}
 	if (n > 0 && buf[n - 1] == '\n')
@@ -495,7 +510,8 @@ config_apply_signing(struct config_ctx *ctx, const struct config_key *k,
 			goto out;
 		}
 		if (resolve)
-			rc = config_resolve_secret(ctx, label, p, len, &keys[n]);
+			rc =
+			    config_resolve_secret(ctx, label, p, len, &keys[n]);
 		else
 			rc = config_set_strn(&keys[n], p, len, true);
 		if (rc != 0)
@@ -621,13 +637,13 @@ config_apply_list(struct config_ctx *ctx, const struct config_key *k,
 		config_q(q, sizeof(q), ok ? tok : t, CONFIG_QUOTE_MAX);
 		if (n == CONFIG_MAX_LIST) {
 			rc = config_fail(ctx, -EINVAL,
-			    "%s: more than %d entries", label,
-			    CONFIG_MAX_LIST);
+			    "%s: more than %d entries", label, CONFIG_MAX_LIST);
 			goto out;
 		}
 		if (k->kind == CONFIG_K_CODES) {
 			const char *c = tok;
 
+			codes[n].lo = 0;
 			ok = ok && config_code(&c, &codes[n].lo);
 			codes[n].hi = codes[n].lo;
 			if (ok && *c == '-') {
@@ -644,8 +660,8 @@ config_apply_list(struct config_ctx *ctx, const struct config_key *k,
 			n++;
 			continue;
 		}
-		if (k->kind == CONFIG_K_ENHANCED && (!ok ||
-			!config_is_enhanced(tok))) {
+		if (k->kind == CONFIG_K_ENHANCED &&
+		    (!ok || !config_is_enhanced(tok))) {
 			rc = config_fail(ctx, -EINVAL,
 			    "%s: %s is not an enhanced status code or prefix "
 			    "(use 5.1 or 5.1.1)",
@@ -787,8 +803,8 @@ config_apply(struct config_ctx *ctx, const struct config_key *k,
 		return 0;
 	case CONFIG_K_NONEMPTY:
 		if (*value == '\0')
-			return config_fail(ctx, -EINVAL,
-			    "%s: must not be empty", label);
+			return config_fail(
+			    ctx, -EINVAL, "%s: must not be empty", label);
 		/* FALLTHROUGH */
 	case CONFIG_K_STR:
 		if (config_has_ctl(value))
@@ -834,8 +850,8 @@ config_apply(struct config_ctx *ctx, const struct config_key *k,
 	case CONFIG_K_UINT:
 		rc = config_parse_uint(value, &u);
 		if (rc == -EINVAL)
-			return config_fail(ctx, rc,
-			    "%s: %s is not a whole number", label, q);
+			return config_fail(
+			    ctx, rc, "%s: %s is not a whole number", label, q);
 		if (rc != 0 || u < (uint64_t)k->min || u > (uint64_t)k->max)
 			return config_fail(ctx, -EINVAL,
 			    "%s: %s is out of range (%s)", label, q, k->range);
@@ -852,8 +868,8 @@ config_apply(struct config_ctx *ctx, const struct config_key *k,
 			    label, q);
 		errno = 0;
 		r = strtod(value, &end);
-		if (end == value || *end != '\0' || errno != 0 || !isfinite(r) ||
-		    r < 0.0 || r > 1.0)
+		if (end == value || *end != '\0' || errno != 0 ||
+		    !isfinite(r) || r < 0.0 || r > 1.0)
 			return config_fail(ctx, -EINVAL,
 			    "%s: %s is not a number from 0 to 1 (use 0.2)",
 			    label, q);
@@ -937,8 +953,8 @@ config_apply(struct config_ctx *ctx, const struct config_key *k,
 		return config_set_str(config_field(cfg, k), value, false);
 	}
 	case CONFIG_K_TLSMODE:
-		if (strcmp(value, "starttls") != 0 && strcmp(value, "tls") != 0 &&
-		    strcmp(value, "none") != 0)
+		if (strcmp(value, "starttls") != 0 &&
+		    strcmp(value, "tls") != 0 && strcmp(value, "none") != 0)
 			return config_fail(ctx, -EINVAL,
 			    "%s: %s is not one of starttls, tls, none", label,
 			    q);
@@ -986,7 +1002,7 @@ config_known_section(const char *section)
 	size_t i;
 
 	for (i = 0; i < sizeof(config_sections) / sizeof(config_sections[0]);
-	    i++)
+	     i++)
 		if (strcmp(config_sections[i], section) == 0)
 			return true;
 	return false;
@@ -1067,8 +1083,8 @@ config_reader_cb(char *str, int num, void *stream)
 
 /* inih's handler: one key of the file.  Returns 1, or 0 on an error. */
 static int
-config_handler_cb(void *user, const char *section, const char *name,
-    const char *value)
+config_handler_cb(
+    void *user, const char *section, const char *name, const char *value)
 {
 	struct config_ctx *ctx = user;
 	const struct config_key *k;
@@ -1114,9 +1130,8 @@ config_load_file(struct config_ctx *ctx)
 
 	ctx->fp = fopen(ctx->path, "re");
 	if (ctx->fp == NULL)
-		return config_fail_at(ctx, 0, false,
-		    errno != 0 ? -errno : -EIO, "cannot open: %s",
-		    strerror(errno));
+		return config_fail_at(ctx, 0, false, errno != 0 ? -errno : -EIO,
+		    "cannot open: %s", strerror(errno));
 	ret = ini_parse_stream(config_reader_cb, ctx, config_handler_cb, ctx);
 	ctx->line = 0;
 	if (ctx->read_errno != 0)
@@ -1176,9 +1191,9 @@ config_fmt_duration(char *buf, size_t buflen, int64_t ms)
 		const char *unit;
 		int64_t mult;
 	} units[] = {
-		{ "d", 24 * 60 * 60 * 1000 },
-		{ "h", 60 * 60 * 1000 },
-		{ "m", 60 * 1000 },
+		{ "d", (int64_t)24 * 60 * 60 * 1000 },
+		{ "h", (int64_t)60 * 60 * 1000 },
+		{ "m", (int64_t)60 * 1000 },
 		{ "s", 1000 },
 	};
 	size_t i;
@@ -1208,9 +1223,10 @@ config_check(struct config_ctx *ctx)
 		l2 = ctx->seen[config_key_index("mailgun", "retry_max")];
 		return config_fail_at(ctx, l1 > l2 ? l1 : l2, false, -EINVAL,
 		    "[mailgun] retry_min (%s) is longer than retry_max (%s)",
-		    config_fmt_duration(a, sizeof(a), cfg->mailgun.retry_min_ms),
-		    config_fmt_duration(b, sizeof(b),
-			cfg->mailgun.retry_max_ms));
+		    config_fmt_duration(
+			a, sizeof(a), cfg->mailgun.retry_min_ms),
+		    config_fmt_duration(
+			b, sizeof(b), cfg->mailgun.retry_max_ms));
 	}
 	if ((*cfg->relay.tls_cert == '\0') != (*cfg->relay.tls_key == '\0')) {
 		l1 = ctx->seen[config_key_index("relay", "tls_cert")];
@@ -1241,8 +1257,8 @@ config_defaults(struct config *cfg)
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cfg = cfg;
 	for (i = 0; i < CONFIG_NKEYS && rc == 0; i++)
-		rc = config_apply(&ctx, &config_keys[i], config_keys[i].def,
-		    false);
+		rc = config_apply(
+		    &ctx, &config_keys[i], config_keys[i].def, false);
 	if (rc != 0) {
 		config_free(cfg);
 		return rc == -ENOMEM ? rc : -EINVAL;
@@ -1279,8 +1295,8 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	if (rc == 0 && path != NULL) {
 		cfg->path = strdup(path);
 		if (cfg->path == NULL)
-			rc = config_fail_at(&ctx, 0, true, -ENOMEM,
-			    "out of memory");
+			rc = config_fail_at(
+			    &ctx, 0, true, -ENOMEM, "out of memory");
 	}
 out:
 	if (rc == -ENOMEM && ctx.rc == 0)
@@ -1364,12 +1380,12 @@ config_parse_size(const char *s, uint64_t *out)
 		break;
 	case 'M':
 	case 'm':
-		mult = 1024 * 1024;
+		mult = (uint64_t)1024 * 1024;
 		p++;
 		break;
 	case 'G':
 	case 'g':
-		mult = 1024 * 1024 * 1024;
+		mult = (uint64_t)1024 * 1024 * 1024;
 		p++;
 		break;
 	default:

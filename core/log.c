@@ -58,7 +58,7 @@ log_level_parse(const char *s, enum log_level *out)
 	if (s == NULL)
 		return -EINVAL;
 	for (i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]);
-	    i++) {
+	     i++) {
 		if (strcasecmp(s, log_level_names[i]) == 0) {
 			*out = (enum log_level)i;
 			return 0;
@@ -117,8 +117,7 @@ log_escaped_len(unsigned char c)
  * escape sequence, never inside one, and the cut is marked with "...".
  */
 size_t
-log_escape(char *dst, size_t dstlen, const void *src, size_t len,
-    size_t max)
+log_escape(char *dst, size_t dstlen, const void *src, size_t len, size_t max)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = src;
@@ -209,10 +208,10 @@ log_field(struct log_line *l, const struct log_field *fl)
 	size_t i;
 
 	f[off++] = ' ';
-	for (i = 0; k[i] != '\0' && i < LOG_KEY_MAX; i++) {
+	for (i = 0; i < LOG_KEY_MAX && k[i] != '\0'; i++) {
 		unsigned char c = (unsigned char)k[i];
 
-		f[off++] = log_is_key(c) ? (char)c : '_';
+		f[off++] = (char)(log_is_key(c) ? c : '_');
 	}
 	f[off++] = '=';
 	switch (fl->type) {
@@ -247,8 +246,7 @@ log_field(struct log_line *l, const struct log_field *fl)
  * use of its errno.
  */
 void
-log_emit(enum log_level level, const char *msg,
-    const struct log_field *fields)
+log_emit(enum log_level level, const char *msg, const struct log_field *fields)
 {
 	struct log_line l;
 	char ts[40];
@@ -271,8 +269,7 @@ log_emit(enum log_level level, const char *msg,
 	log_line_put(&l, ts, strlen(ts));
 	log_line_put(&l, " level=", 7);
 	log_line_put(&l, lname, strlen(lname));
-	memcpy(f, " msg=", 5);
-	off = 5;
+	log_line_put(&l, " msg=", 5);
 	log_value(f, &off, msg, msg != NULL ? strlen(msg) : 0, true);
 	log_line_put(&l, f, off);
 	for (; fields != NULL && fields->type != LOG_F_END; fields++)

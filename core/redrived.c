@@ -42,7 +42,8 @@ redrived_usage(FILE *f)
 	fprintf(f,
 	    "usage: redrived [-c FILE] [--check-config] [--version] [--help]\n"
 	    "\n"
-	    "  -c, --config FILE  configuration file (default: $REDRIVE_CONFIG,\n"
+	    "  -c, --config FILE  configuration file (default: "
+	    "$REDRIVE_CONFIG,\n"
 	    "                     else " CONFIG_DEFAULT_PATH ")\n"
 	    "      --check-config load the configuration, report, and exit\n"
 	    "      --version      print the version and exit\n"
@@ -74,8 +75,8 @@ redrived_stop(struct redrived *d, const char *why)
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 	if (d->smtp != NULL) {
-		smtp_server_shutdown(d->smtp, REDRIVED_GRACE_MS,
-		    redrived_smtp_done_cb, d);
+		smtp_server_shutdown(
+		    d->smtp, REDRIVED_GRACE_MS, redrived_smtp_done_cb, d);
 	} else {
 		store_close(d->store);
 		d->store = NULL;
@@ -209,8 +210,7 @@ main(int argc, char **argv)
 		    uv_strerror(rc));
 		goto out_stop;
 	}
-	rc = store_open(&d.store, d.cfg.store.path, &d.loop, err,
-	    sizeof(err));
+	rc = store_open(&d.store, d.cfg.store.path, &d.loop, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "redrived: %s\n", err);
 		goto out_stop;

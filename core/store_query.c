@@ -234,8 +234,19 @@ store_db_open(struct store_db **out, const char *path, bool readonly, char *err,
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		snprintf(err, errlen, "cannot read the store at %s: %s", path,
-		    sqlite3_errmsg(db->db));
+		/*
+		 * A WAL reader must create PATH-shm when no connection has; in
+		 * a directory it may not write to, SQLite only says "attempt
+		 * to write a readonly database".
+		 */
+		snprintf(err, errlen, "cannot read the store at %s: %s%s", path,
+		    sqlite3_errmsg(db->db),
+		    sqlite3_extended_errcode(db->db) ==
+			    SQLITE_READONLY_DIRECTORY
+			? " (its -shm file is missing and the directory is "
+			  "not writable: start redrived, or read as a user "
+			  "who may write there)"
+			: "");
 		ret = store_errno(rc);
 		if (ret == 0)
 			ret = -EIO;

@@ -201,8 +201,8 @@ store_schema_migrate(sqlite3 *db, char *err, size_t errlen)
 	for (; version < (int)STORE_NMIGRATIONS; version++) {
 		rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
 		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(db, store_migrations[version], NULL,
-			    NULL, &msg);
+			rc = sqlite3_exec(
+			    db, store_migrations[version], NULL, NULL, &msg);
 		if (rc == SQLITE_OK) {
 			snprintf(sql, sizeof(sql), "PRAGMA user_version=%d",
 			    version + 1);

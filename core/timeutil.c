@@ -18,10 +18,10 @@
 
 #include "redrive/timeutil.h"
 
-static const char time_wday_names[7][4] = { "Sun", "Mon", "Tue", "Wed",
-	"Thu", "Fri", "Sat" };
-static const char time_mon_names[12][4] = { "Jan", "Feb", "Mar", "Apr",
-	"May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+static const char time_wday_names[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+	"Fri", "Sat" };
+static const char time_mon_names[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
+	"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
 int64_t
 time_now_ms(void)
@@ -133,9 +133,9 @@ time_parse_duration(const char *s, int64_t *ms)
 	} units[] = {
 		{ "ms", 1 },
 		{ "s", 1000 },
-		{ "m", 60 * 1000 },
-		{ "h", 60 * 60 * 1000 },
-		{ "d", 24 * 60 * 60 * 1000 },
+		{ "m", (int64_t)60 * 1000 },
+		{ "h", (int64_t)60 * 60 * 1000 },
+		{ "d", (int64_t)24 * 60 * 60 * 1000 },
 		{ "w", (int64_t)7 * 24 * 60 * 60 * 1000 },
 	};
 	const char *p = s;
@@ -211,8 +211,8 @@ time_days_in_month(int y, int m)
  * RFC 3339 section 5.7), which counts as the next minute's first second.
  */
 static int
-time_make(int y, int mon, int d, int h, int min, int sec, int off_min,
-    int64_t *secs)
+time_make(
+    int y, int mon, int d, int h, int min, int sec, int off_min, int64_t *secs)
 {
 	struct tm tm;
 	time_t t;
@@ -262,8 +262,9 @@ time_parse_rfc3339(const char *s, int64_t *ms)
 	if (*p != 'T' && *p != 't' && *p != ' ')
 		return -EINVAL;
 	p++;
-	if (!time_digits(&p, 2, &h) || *p++ != ':' || !time_digits(&p, 2, &min) ||
-	    *p++ != ':' || !time_digits(&p, 2, &sec))
+	if (!time_digits(&p, 2, &h) || *p++ != ':' ||
+	    !time_digits(&p, 2, &min) || *p++ != ':' ||
+	    !time_digits(&p, 2, &sec))
 		return -EINVAL;
 	if (*p == '.') {
 		int n = 0;

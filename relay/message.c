@@ -38,10 +38,12 @@ message_lower(unsigned char c)
 	return c;
 }
 
-/* Finds the line at pos: it ends at LF (a CR before it is dropped). */
+/*
+ * Finds the line at pos: it ends at LF, or at len; a CR before either is
+ * dropped (a message cut between CR and LF ends its last line alike).
+ */
 static void
-message_line_at(const char *msg, size_t len, size_t pos,
-    struct message_line *l)
+message_line_at(const char *msg, size_t len, size_t pos, struct message_line *l)
 {
 	const char *lf = memchr(msg + pos, '\n', len - pos);
 
@@ -49,10 +51,10 @@ message_line_at(const char *msg, size_t len, size_t pos,
 	if (lf == NULL) {
 		l->end = len;
 		l->next = len;
-		return;
+	} else {
+		l->end = (size_t)(lf - msg);
+		l->next = l->end + 1;
 	}
-	l->end = (size_t)(lf - msg);
-	l->next = l->end + 1;
 	if (l->end > pos && msg[l->end - 1] == '\r')
 		l->end--;
 }
@@ -91,8 +93,8 @@ message_field_is(const char *msg, const struct message_line *l,
  * searched.  A line of white space only is a continuation (obs-FWS).
  */
 static bool
-message_find(const char *msg, size_t len, const char *name, size_t *vstart,
-    size_t *vend)
+message_find(
+    const char *msg, size_t len, const char *name, size_t *vstart, size_t *vend)
 {
 	struct message_line l;
 	size_t namelen = strlen(name), pos = 0;
@@ -138,7 +140,8 @@ message_unfold(const char *msg, size_t vstart, size_t vend, size_t max)
 		return NULL;
 	for (i = vstart; i < vend; i++) {
 		c = (unsigned char)msg[i];
-		if (c == '\n' || (c == '\r' && i + 1 < vend && msg[i + 1] == '\n'))
+		if (c == '\n' ||
+		    (c == '\r' && i + 1 < vend && msg[i + 1] == '\n'))
 			continue;
 		if (!started && message_is_wsp((char)c))
 			continue;

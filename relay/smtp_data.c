@@ -27,10 +27,10 @@
  * - d->size counts the stored octets (unstuffed, CR LF line ends).  Over
  *   max_size is an error.
  *
- * After the first error nothing more is buffered (the message is going to
- * be rejected) but the input is still scanned for the end of data, so the
- * session stays in step with its client.  The buffer grows geometrically
- * and never beyond max_size.
+ * At the first error the buffer is released and nothing more is buffered
+ * (the message is going to be rejected), but the input is still scanned
+ * for the end of data, so the session stays in step with its client.  The
+ * buffer grows geometrically and never beyond max_size.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -49,12 +49,12 @@
 /* Values of d->state: where the reader stands between two bytes. */
 enum smtp_data_state {
 	SMTP_DATA_S_BOL = 0, /* start of a line begun after CR LF (or data) */
-	SMTP_DATA_S_BOL_LF,  /* start of a line begun after a bare LF */
-	SMTP_DATA_S_DOT,     /* "." at SMTP_DATA_S_BOL: maybe the end */
-	SMTP_DATA_S_DOT_CR,  /* "." CR at SMTP_DATA_S_BOL: LF ends the data */
-	SMTP_DATA_S_TEXT,    /* inside a line */
-	SMTP_DATA_S_CR,      /* a CR inside a line: LF ends the line */
-	SMTP_DATA_S_DONE,    /* the end of data was seen */
+	SMTP_DATA_S_BOL_LF, /* start of a line begun after a bare LF */
+	SMTP_DATA_S_DOT, /* "." at SMTP_DATA_S_BOL: maybe the end */
+	SMTP_DATA_S_DOT_CR, /* "." CR at SMTP_DATA_S_BOL: LF ends the data */
+	SMTP_DATA_S_TEXT, /* inside a line */
+	SMTP_DATA_S_CR, /* a CR inside a line: LF ends the line */
+	SMTP_DATA_S_DONE, /* the end of data was seen */
 };
 
 void
@@ -65,12 +65,20 @@ smtp_data_init(struct smtp_data *d, uint64_t max_size)
 	d->state = SMTP_DATA_S_BOL;
 }
 
-/* Records err unless an earlier error was recorded: the first one wins. */
+/*
+ * Records err unless an earlier error was recorded: the first one wins.
+ * The message is going to be rejected, so its buffer is released now.
+ */
 static void
 smtp_data_fail(struct smtp_data *d, enum smtp_data_error err)
 {
-	if (d->error == SMTP_DATA_OK)
-		d->error = err;
+	if (d->error != SMTP_DATA_OK)
+		return;
+	d->error = err;
+	free(d->buf);
+	d->buf = NULL;
+	d->len = 0;
+	d->cap = 0;
 }
 
 /*
@@ -269,7 +277,8 @@ smtp_data_feed(struct smtp_data *d, const char *p, size_t n)
 			}
 			break;
 		default:
-			/* SMTP_DATA_S_DONE, or a corrupted state: consume no more. */
+			/* SMTP_DATA_S_DONE, or a corrupted state: consume no
+			 * more. */
 			d->done = true;
 			return i;
 		}

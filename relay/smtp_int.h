@@ -27,8 +27,8 @@ struct smtp_server {
 	const struct config *cfg;
 	struct store *store;
 	struct smtp_session *sessions; /* every open session object */
-	unsigned nopen;                /* objects in the list */
-	unsigned nactive;              /* sessions being served */
+	unsigned nopen;		       /* objects in the list */
+	unsigned nactive;	       /* sessions being served */
 	uint64_t next_id;
 	struct smtp_server_stats stats;
 	smtp_server_stored_cb stored_cb;
@@ -61,7 +61,6 @@ void smtp_session_shutdown(struct smtp_session *s, bool force);
 struct smtp_session *smtp_session_next(struct smtp_session *s);
 
 /* Called by a session when its last handle is closed, before it is freed. */
-void smtp_server_session_gone(struct smtp_server *srv,
-    struct smtp_session *s);
+void smtp_server_session_gone(struct smtp_server *srv, struct smtp_session *s);
 
 #endif

@@ -49,13 +49,13 @@ static const struct smtp_parse_verb smtp_parse_verbs[] = {
 
 /* What smtp_parse_path() found between the angle brackets. */
 struct smtp_parse_path {
-	size_t mbox;      /* the mailbox, after any source route */
-	size_t mboxlen;   /* 0 for the null path "<>" */
-	size_t locallen;  /* octets of the local part */
-	bool has_domain;  /* "@" domain followed the local part */
-	bool quoted;      /* the local part was a quoted string */
-	bool route;       /* a source route was stripped */
-	bool eight_bit;   /* the mailbox holds UTF-8 beyond ASCII */
+	size_t mbox; /* the mailbox, after any source route */
+	size_t mboxlen; /* 0 for the null path "<>" */
+	size_t locallen; /* octets of the local part */
+	bool has_domain; /* "@" domain followed the local part */
+	bool quoted; /* the local part was a quoted string */
+	bool route; /* a source route was stripped */
+	bool eight_bit; /* the mailbox holds UTF-8 beyond ASCII */
 };
 
 /* ASCII-only case folding: the C locale's, whatever the process's is. */
@@ -102,8 +102,8 @@ smtp_parse_is_alnum(unsigned char c)
 static bool
 smtp_parse_is_atext(unsigned char c)
 {
-	return smtp_parse_is_alnum(c) || (c != '\0' &&
-	    strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+	return smtp_parse_is_alnum(c) ||
+	    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
 /* RFC 5321 4.1.2 qtextSMTP: %d32-33 / %d35-91 / %d93-126. */
@@ -181,8 +181,8 @@ smtp_parse_check_ctl(const char *s, size_t n)
 /*
  * Splits a command line (RFC 5321 4.1.1): the verb, then end of line or
  * SP and the argument.  Leniency: several spaces after the verb and
- * trailing spaces (and tabs) are dropped.  A NUL anywhere gives SMTP_PARSE_NUL (out
- * is filled all the same); other control bytes are left to the argument
+ * trailing spaces (and tabs) are dropped.  A NUL anywhere gives SMTP_PARSE_NUL
+ * (out is filled all the same); other control bytes are left to the argument
  * parsers, which reject them.
  */
 int
@@ -264,8 +264,8 @@ smtp_parse_domain(const char *s, size_t n, size_t *pos, bool *eight_bit)
  * a dot-string ("a..b", "a."; some mobile carriers hand these out).
  */
 static int
-smtp_parse_local(const char *s, size_t n, size_t *pos,
-    struct smtp_parse_path *p)
+smtp_parse_local(
+    const char *s, size_t n, size_t *pos, struct smtp_parse_path *p)
 {
 	size_t i = *pos, l;
 	unsigned char c;
@@ -328,8 +328,7 @@ smtp_parse_local(const char *s, size_t n, size_t *pos,
  * brackets 256 octets.  On success *pos is just past the ">".
  */
 static int
-smtp_parse_path(const char *s, size_t n, size_t *pos,
-    struct smtp_parse_path *p)
+smtp_parse_path(const char *s, size_t n, size_t *pos, struct smtp_parse_path *p)
 {
 	size_t i = *pos, start = *pos, dom;
 	int rc;
@@ -375,9 +374,9 @@ smtp_parse_path(const char *s, size_t n, size_t *pos,
 		i++;
 		dom = i;
 		if (i < n && s[i] == '[') {
-			/* address-literal, RFC 5321 4.1.3: "[" 1*dcontent "]" */
-			for (i++; i < n && smtp_parse_is_dcontent(
-				  (unsigned char)s[i]);
+			/* RFC 5321 4.1.3: "[" 1*dcontent "]" */
+			for (i++; i < n &&
+			     smtp_parse_is_dcontent((unsigned char)s[i]);
 			     i++)
 				;
 			if (i >= n || s[i] != ']' || i == dom + 1)
@@ -501,8 +500,8 @@ smtp_parse_size(const char *s, size_t n, uint64_t *out)
  * SMTP_PARSE_PARAM.
  */
 static int
-smtp_parse_mail_param(const char *s, size_t n,
-    struct smtp_mail_params *params, bool *bodyseen)
+smtp_parse_mail_param(
+    const char *s, size_t n, struct smtp_mail_params *params, bool *bodyseen)
 {
 	size_t klen, val;
 	int rc;
@@ -545,8 +544,8 @@ smtp_parse_mail_param(const char *s, size_t n,
  * SMTP_PARSE_PARAM.
  */
 static int
-smtp_parse_params(const char *s, size_t n, size_t pos,
-    struct smtp_mail_params *params)
+smtp_parse_params(
+    const char *s, size_t n, size_t pos, struct smtp_mail_params *params)
 {
 	bool bodyseen = false;
 	size_t i = pos, start;
@@ -564,8 +563,8 @@ smtp_parse_params(const char *s, size_t n, size_t pos,
 			i++;
 		if (params == NULL)
 			return SMTP_PARSE_PARAM;
-		rc = smtp_parse_mail_param(s + start, i - start, params,
-		    &bodyseen);
+		rc = smtp_parse_mail_param(
+		    s + start, i - start, params, &bodyseen);
 		if (rc != SMTP_PARSE_OK)
 			return rc;
 	}
@@ -615,8 +614,8 @@ smtp_parse_mail(const char *arg, size_t arglen, char *addr, size_t addrlen,
  * 4.5.1); the null path is not a forward-path.  No parameter is offered.
  */
 int
-smtp_parse_rcpt(const char *arg, size_t arglen, bool utf8, char *addr,
-    size_t addrlen)
+smtp_parse_rcpt(
+    const char *arg, size_t arglen, bool utf8, char *addr, size_t addrlen)
 {
 	struct smtp_parse_path p;
 	size_t i;
@@ -635,9 +634,9 @@ smtp_parse_rcpt(const char *arg, size_t arglen, bool utf8, char *addr,
 		return rc;
 	if (p.mboxlen == 0)
 		return SMTP_PARSE_SYNTAX;
-	if (!p.has_domain && (p.quoted || p.route ||
-				 !smtp_parse_ieq(arg + p.mbox, p.mboxlen,
-				     "postmaster")))
+	if (!p.has_domain &&
+	    (p.quoted || p.route ||
+		!smtp_parse_ieq(arg + p.mbox, p.mboxlen, "postmaster")))
 		return SMTP_PARSE_SYNTAX;
 	rc = smtp_parse_params(arg, arglen, i, NULL);
 	if (rc != SMTP_PARSE_OK)

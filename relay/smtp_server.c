@@ -29,8 +29,8 @@ smtp_server_connection_cb(uv_stream_t *l, int status)
 	int rc;
 
 	if (status < 0) {
-		log_warn("smtp accept failed", LF_STR("error", uv_strerror(status)),
-		    LF_END);
+		log_warn("smtp accept failed",
+		    LF_STR("error", uv_strerror(status)), LF_END);
 		return;
 	}
 	rc = smtp_session_accept(srv);
@@ -57,9 +57,9 @@ smtp_server_resolve(const char *listen, struct sockaddr_storage *ss)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	rc = getaddrinfo(strcmp(host, "*") == 0 || host[0] == '\0' ? NULL
-								      : host,
-	    port, &hints, &res);
+	rc =
+	    getaddrinfo(strcmp(host, "*") == 0 || host[0] == '\0' ? NULL : host,
+		port, &hints, &res);
 	if (rc != 0 || res == NULL)
 		return -EADDRNOTAVAIL;
 	memset(ss, 0, sizeof(*ss));
@@ -113,7 +113,8 @@ smtp_server_start(struct smtp_server **out, uv_loop_t *loop,
 	if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len) ==
 	    0) {
 		if (ss.ss_family == AF_INET)
-			srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			srv->port =
+			    ntohs(((struct sockaddr_in *)&ss)->sin_port);
 		else if (ss.ss_family == AF_INET6)
 			srv->port =
 			    ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -125,8 +126,8 @@ smtp_server_start(struct smtp_server **out, uv_loop_t *loop,
 }
 
 void
-smtp_server_on_stored(struct smtp_server *srv, smtp_server_stored_cb cb,
-    void *arg)
+smtp_server_on_stored(
+    struct smtp_server *srv, smtp_server_stored_cb cb, void *arg)
 {
 	srv->stored_cb = cb;
 	srv->stored_arg = arg;
@@ -189,8 +190,7 @@ smtp_server_check_done(struct smtp_server *srv)
 		return;
 	if (uv_is_closing((uv_handle_t *)&srv->grace))
 		return;
-	log_info("smtp stopped", LF_UINT("connections",
-				     srv->stats.connections),
+	log_info("smtp stopped", LF_UINT("connections", srv->stats.connections),
 	    LF_UINT("messages", srv->stats.messages), LF_END);
 	uv_close((uv_handle_t *)&srv->grace, smtp_server_free_cb);
 }

@@ -69,7 +69,7 @@ struct smtp_txn {
 	char *subject;
 	char *message_id;
 	char helo[SMTP_DOMAIN_MAX + 1]; /* copies: the store reads them */
-	char addr[64];                  /* after the session may be gone */
+	char addr[64];			/* after the session may be gone */
 	struct store_new_message m;
 };
 
@@ -82,12 +82,12 @@ struct smtp_session {
 	uint64_t id;
 	enum smtp_state state;
 	bool esmtp;
-	bool served;   /* counted in srv->nactive */
+	bool served; /* counted in srv->nactive */
 	bool closing;
 	bool reading;
 	bool close_after_write;
 	bool after_txn_close; /* shutdown came during a transaction */
-	bool linked;          /* in the server's list */
+	bool linked;	      /* in the server's list */
 	int handles;
 	char addr[64];
 	char helo[SMTP_DOMAIN_MAX + 1];
@@ -109,11 +109,10 @@ struct smtp_wreq {
 	char data[];
 };
 
-typedef void (*smtp_handler)(struct smtp_session *s, const char *arg,
-    size_t arglen);
+typedef void (*smtp_handler)(
+    struct smtp_session *s, const char *arg, size_t arglen);
 
-static void smtp_session_input(struct smtp_session *s, const char *p,
-    size_t n);
+static void smtp_session_input(struct smtp_session *s, const char *p, size_t n);
 static void smtp_session_close(struct smtp_session *s);
 static void smtp_session_flush(struct smtp_session *s);
 
@@ -158,8 +157,7 @@ smtp_session_reset(struct smtp_session *s)
  * Appends one reply line (CR LF added).  Replies past SMTP_OUT_MAX are a
  * broken invariant of the read pause, so the session is closed instead.
  */
-static void
-smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
+static void smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -189,8 +187,8 @@ smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
 		while (cap < need)
 			cap *= 2;
 		if (cap > SMTP_OUT_MAX + sizeof(line)) {
-			log_warn("smtp output overflow", LF_STR("client", s->addr),
-			    LF_END);
+			log_warn("smtp output overflow",
+			    LF_STR("client", s->addr), LF_END);
 			smtp_session_close(s);
 			return;
 		}
@@ -207,8 +205,7 @@ smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
 }
 
 /* Starts or stops reading to match what the session can take now. */
-static void
-smtp_session_update_reading(struct smtp_session *s);
+static void smtp_session_update_reading(struct smtp_session *s);
 
 static void
 smtp_session_write_cb(uv_write_t *req, int status)
@@ -219,7 +216,8 @@ smtp_session_write_cb(uv_write_t *req, int status)
 	free(w);
 	if (status < 0) {
 		if (status != UV_ECANCELED && !s->closing) {
-			log_debug("smtp write failed", LF_STR("client", s->addr),
+			log_debug("smtp write failed",
+			    LF_STR("client", s->addr),
 			    LF_STR("error", uv_strerror(status)), LF_END);
 			smtp_session_close(s);
 		}
@@ -286,9 +284,8 @@ out:
 }
 
 /* Sends a last reply, then closes once it is written. */
-static void
-smtp_session_reply_close(struct smtp_session *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static void smtp_session_reply_close(struct smtp_session *s, const char *fmt,
+    ...) __attribute__((format(printf, 2, 3)));
 
 static void
 smtp_session_reply_close(struct smtp_session *s, const char *fmt, ...)
@@ -344,8 +341,7 @@ smtp_session_update_reading(struct smtp_session *s)
 
 	if (s->closing)
 		return;
-	want = s->state != SMTP_STATE_COMMIT &&
-	    s->state != SMTP_STATE_CLOSED &&
+	want = s->state != SMTP_STATE_COMMIT && s->state != SMTP_STATE_CLOSED &&
 	    uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) <
 		SMTP_WRITE_QUEUE_MAX;
 	if (want == s->reading)
@@ -401,8 +397,8 @@ smtp_prefix(const char *arg, size_t arglen, const char *word)
 }
 
 static void
-smtp_cmd_helo(struct smtp_session *s, const char *arg, size_t arglen,
-    bool esmtp)
+smtp_cmd_helo(
+    struct smtp_session *s, const char *arg, size_t arglen, bool esmtp)
 {
 	const struct config *cfg = s->srv->cfg;
 	size_t n;
@@ -456,28 +452,23 @@ smtp_session_check_order(struct smtp_session *s, enum smtp_verb verb)
 	switch (verb) {
 	case SMTP_VERB_MAIL:
 		if (s->state != SMTP_STATE_READY) {
-			smtp_session_reply(s,
-			    "503 5.5.1 Error: nested MAIL command");
+			smtp_session_reply(
+			    s, "503 5.5.1 Error: nested MAIL command");
 			return false;
 		}
 		return true;
 	case SMTP_VERB_RCPT:
 		if (s->state != SMTP_STATE_MAIL &&
 		    s->state != SMTP_STATE_RCPT) {
-			smtp_session_reply(s,
-			    "503 5.5.1 Error: need MAIL command");
+			smtp_session_reply(
+			    s, "503 5.5.1 Error: need MAIL command");
 			return false;
 		}
 		return true;
 	case SMTP_VERB_DATA:
-		if (s->state == SMTP_STATE_READY) {
-			smtp_session_reply(s,
-			    "503 5.5.1 Error: need MAIL command");
-			return false;
-		}
 		if (s->state != SMTP_STATE_RCPT) {
-			smtp_session_reply(s,
-			    "503 5.5.1 Error: need RCPT command");
+			smtp_session_reply(
+			    s, "503 5.5.1 Error: need RCPT command");
 			return false;
 		}
 		return true;
@@ -488,8 +479,7 @@ smtp_session_check_order(struct smtp_session *s, enum smtp_verb verb)
 
 /* Writes a parameter name out of arg for the 555 answer, escaped. */
 static void
-smtp_session_reply_param(struct smtp_session *s, const char *arg,
-    size_t arglen)
+smtp_session_reply_param(struct smtp_session *s, const char *arg, size_t arglen)
 {
 	char esc[96];
 	const char *gt = memchr(arg, '>', arglen);
@@ -529,8 +519,9 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg, size_t arglen)
 		return;
 	}
 	if (params.has_size && params.size > cfg->relay.max_message_size) {
-		smtp_session_reply(s, "552 5.3.4 Message size exceeds fixed "
-				      "maximum message size");
+		smtp_session_reply(s,
+		    "552 5.3.4 Message size exceeds fixed "
+		    "maximum message size");
 		return;
 	}
 	t = calloc(1, sizeof(*t));
@@ -562,8 +553,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *arg, size_t arglen)
 		smtp_session_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
-	rc = smtp_parse_rcpt(arg, arglen, t->params.smtputf8, addr,
-	    sizeof(addr));
+	rc = smtp_parse_rcpt(
+	    arg, arglen, t->params.smtputf8, addr, sizeof(addr));
 	if (rc == SMTP_PARSE_PARAM) {
 		smtp_session_reply_param(s, arg, arglen);
 		return;
@@ -654,8 +645,9 @@ smtp_cmd_vrfy(struct smtp_session *s, const char *arg, size_t arglen)
 		smtp_session_reply(s, "501 5.5.4 Syntax: VRFY address");
 		return;
 	}
-	smtp_session_reply(s, "252 2.5.0 Cannot VRFY user, but will accept "
-			      "message and attempt delivery");
+	smtp_session_reply(s,
+	    "252 2.5.0 Cannot VRFY user, but will accept "
+	    "message and attempt delivery");
 }
 
 static void
@@ -663,13 +655,13 @@ smtp_cmd_help(struct smtp_session *s, const char *arg, size_t arglen)
 {
 	(void)arg;
 	(void)arglen;
-	smtp_session_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA "
-			      "RSET NOOP QUIT VRFY HELP");
+	smtp_session_reply(s,
+	    "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA "
+	    "RSET NOOP QUIT VRFY HELP");
 }
 
 static void
-smtp_cmd_not_implemented(struct smtp_session *s, const char *arg,
-    size_t arglen)
+smtp_cmd_not_implemented(struct smtp_session *s, const char *arg, size_t arglen)
 {
 	(void)arg;
 	(void)arglen;
@@ -777,8 +769,8 @@ smtp_session_build_message(struct smtp_session *s, struct smtp_txn *t)
 		memcpy(t->msg + n, data, datalen);
 	t->msglen = (size_t)n + datalen;
 	t->msg[t->msglen] = '\0';
-	t->subject = message_header(data != NULL ? data : "", datalen,
-	    "Subject", 998);
+	t->subject =
+	    message_header(data != NULL ? data : "", datalen, "Subject", 998);
 	t->message_id = message_id(data != NULL ? data : "", datalen);
 	free(data);
 	return 0;
@@ -794,7 +786,8 @@ smtp_session_resume(struct smtp_session *s)
 	if (s->closing)
 		return;
 	if (s->after_txn_close || s->srv->shutting_down) {
-		smtp_session_reply_close(s, "421 4.3.2 %s Service shutting down",
+		smtp_session_reply_close(s,
+		    "421 4.3.2 %s Service shutting down",
 		    s->srv->cfg->relay.hostname);
 		return;
 	}
@@ -839,14 +832,15 @@ smtp_session_stored_cb(int status, int64_t id, void *arg)
 	s->state = SMTP_STATE_READY;
 	if (status == 0) {
 		s->srv->stats.messages++;
-		smtp_session_reply(s, "250 2.0.0 Ok: queued as %lld",
-		    (long long)id);
+		smtp_session_reply(
+		    s, "250 2.0.0 Ok: queued as %lld", (long long)id);
 		if (s->srv->stored_cb != NULL)
 			s->srv->stored_cb(id, s->srv->stored_arg);
 	} else {
 		s->srv->stats.rejected++;
-		smtp_session_reply(s, "451 4.3.0 Error: cannot store the "
-				      "message, try again later");
+		smtp_session_reply(s,
+		    "451 4.3.0 Error: cannot store the "
+		    "message, try again later");
 	}
 	smtp_session_resume(s);
 }
@@ -896,8 +890,9 @@ smtp_session_data_end(struct smtp_session *s)
 	rc = store_submit(s->srv->store, &t->m, smtp_session_stored_cb, t);
 	if (rc < 0) {
 		s->state = SMTP_STATE_READY;
-		smtp_session_reply(s, "451 4.3.0 Error: cannot store the "
-				      "message, try again later");
+		smtp_session_reply(s,
+		    "451 4.3.0 Error: cannot store the "
+		    "message, try again later");
 		smtp_session_reset(s);
 		smtp_session_resume(s);
 	}
@@ -979,8 +974,8 @@ smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 			if (lf != NULL) {
 				s->line_overflow = false;
 				smtp_session_touch(s);
-				smtp_session_reply(s,
-				    "500 5.5.2 Error: line too long");
+				smtp_session_reply(
+				    s, "500 5.5.2 Error: line too long");
 			}
 		} else {
 			memcpy(s->line + s->linelen, p, take);
@@ -1111,18 +1106,18 @@ smtp_session_accept(struct smtp_server *srv)
 
 	memset(&ss, 0, sizeof(ss));
 	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
-		cidr_format_addr((struct sockaddr *)&ss, s->addr,
-		    sizeof(s->addr));
+		cidr_format_addr(
+		    (struct sockaddr *)&ss, s->addr, sizeof(s->addr));
 	else
 		snprintf(s->addr, sizeof(s->addr), "unknown");
 
 	if (srv->shutting_down) {
-		smtp_session_reply_close(s, "421 4.3.2 %s Service shutting down",
-		    cfg->relay.hostname);
+		smtp_session_reply_close(s,
+		    "421 4.3.2 %s Service shutting down", cfg->relay.hostname);
 		return 0;
 	}
-	if (!cidr_match_any(cfg->relay.allow, cfg->relay.nallow,
-		(struct sockaddr *)&ss)) {
+	if (!cidr_match_any(
+		cfg->relay.allow, cfg->relay.nallow, (struct sockaddr *)&ss)) {
 		srv->stats.refused++;
 		log_warn("smtp client refused", LF_STR("client", s->addr),
 		    LF_STR("reason", "not in allow"), LF_END);

@@ -12,9 +12,9 @@
 #include <sys/socket.h>
 
 struct cidr {
-	int family;        /* AF_INET or AF_INET6 */
-	uint8_t addr[16];  /* network, host bits cleared */
-	unsigned prefix;   /* 0..32 or 0..128 */
+	int family;	  /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network, host bits cleared */
+	unsigned prefix;  /* 0..32 or 0..128 */
 };
 
 /* Parses one network; returns 0 or -EINVAL. */
@@ -24,8 +24,8 @@ int cidr_parse(const char *s, struct cidr *out);
 bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
 
 /* True when sa lies in any of the n networks. */
-bool cidr_match_any(const struct cidr *list, size_t n,
-    const struct sockaddr *sa);
+bool cidr_match_any(
+    const struct cidr *list, size_t n, const struct sockaddr *sa);
 
 /* True when sa is a loopback address (127/8, ::1, ::ffff:127.0.0.0/104). */
 bool cidr_is_loopback(const struct sockaddr *sa);

@@ -56,7 +56,8 @@ struct config {
 		unsigned concurrency;
 		int64_t retry_min_ms;
 		int64_t retry_max_ms;
-		char *ca_file; /* extra: a CA bundle (tests' local TLS server) */
+		char
+		    *ca_file; /* extra: a CA bundle (tests' local TLS server) */
 	} mailgun;
 
 	struct {
@@ -88,7 +89,7 @@ struct config {
 		char *smtp;
 		char *smtp_user;
 		char *smtp_password; /* secret */
-		char *smtp_tls;      /* "starttls", "tls" or "none" */
+		char *smtp_tls;	     /* "starttls", "tls" or "none" */
 		char *webhook_url;
 		double failure_rate;
 		int64_t failure_window_ms;
@@ -118,8 +119,7 @@ int config_defaults(struct config *cfg);
  * (errlen bytes); cfg is then freed and zeroed.  path NULL: defaults and
  * environment only.
  */
-int config_load(struct config *cfg, const char *path, char *err,
-    size_t errlen);
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 
 /* Frees every string the config owns; NULL-safe; leaves cfg zeroed. */
 void config_free(struct config *cfg);
@@ -137,7 +137,6 @@ int config_parse_bool(const char *s, bool *out);
  * Splits a listen address "127.0.0.1:2525", "[::1]:2525" or "*:2525" into
  * host (hostlen bytes) and port.  Returns 0 or -EINVAL.
  */
-int config_split_hostport(const char *s, char *host, size_t hostlen,
-    int *port);
+int config_split_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 #endif

@@ -45,12 +45,12 @@ struct log_field {
 
 #define LF_STR(k, v) \
 	((struct log_field){ .key = (k), .type = LOG_F_STR, .p = (v) })
-#define LF_BYTES(k, v, n) \
+#define LF_BYTES(k, v, n)    \
 	((struct log_field){ \
 	    .key = (k), .type = LOG_F_BYTES, .p = (v), .len = (n) })
 #define LF_INT(k, v) \
 	((struct log_field){ .key = (k), .type = LOG_F_INT, .i = (int64_t)(v) })
-#define LF_UINT(k, v) \
+#define LF_UINT(k, v)        \
 	((struct log_field){ \
 	    .key = (k), .type = LOG_F_UINT, .u = (uint64_t)(v) })
 #define LF_DBL(k, v) \
@@ -62,13 +62,17 @@ struct log_field {
  * LF_END); the field list always ends with LF_END.
  */
 #define log_debug(msg, ...) \
-	log_emit(LOG_LEVEL_DEBUG, (msg), (const struct log_field[]){ __VA_ARGS__ })
+	log_emit(           \
+	    LOG_LEVEL_DEBUG, (msg), (const struct log_field[]){ __VA_ARGS__ })
 #define log_info(msg, ...) \
-	log_emit(LOG_LEVEL_INFO, (msg), (const struct log_field[]){ __VA_ARGS__ })
+	log_emit(          \
+	    LOG_LEVEL_INFO, (msg), (const struct log_field[]){ __VA_ARGS__ })
 #define log_warn(msg, ...) \
-	log_emit(LOG_LEVEL_WARN, (msg), (const struct log_field[]){ __VA_ARGS__ })
+	log_emit(          \
+	    LOG_LEVEL_WARN, (msg), (const struct log_field[]){ __VA_ARGS__ })
 #define log_error(msg, ...) \
-	log_emit(LOG_LEVEL_ERROR, (msg), (const struct log_field[]){ __VA_ARGS__ })
+	log_emit(           \
+	    LOG_LEVEL_ERROR, (msg), (const struct log_field[]){ __VA_ARGS__ })
 
 /* Sets the lowest level written (default info). Any thread, before use. */
 void log_set_level(enum log_level level);
@@ -92,8 +96,8 @@ void log_reopen(void);
  * Writes one line: ts, level, msg, then the fields up to LF_END.  Safe from
  * any thread.  Never fails visibly: a short write is dropped.
  */
-void log_emit(enum log_level level, const char *msg,
-    const struct log_field *fields);
+void log_emit(
+    enum log_level level, const char *msg, const struct log_field *fields);
 
 /*
  * Escapes src[0..len) into dst (size dstlen, always NUL-terminated) the way
@@ -101,7 +105,7 @@ void log_emit(enum log_level level, const char *msg,
  * trailing "...".  Returns the length written.  Exposed for tests and for
  * SMTP replies that echo peer input.
  */
-size_t log_escape(char *dst, size_t dstlen, const void *src, size_t len,
-    size_t max);
+size_t log_escape(
+    char *dst, size_t dstlen, const void *src, size_t len, size_t max);
 
 #endif

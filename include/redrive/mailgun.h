@@ -29,29 +29,29 @@ struct mailgun;
 struct mailgun_opts {
 	const char *api_base; /* "https://api.mailgun.net", no trailing / */
 	const char *domain;
-	const char *api_key; /* secret: never logged */
-	const char *ca_file; /* NULL: the system's CA store */
-	int64_t timeout_ms; /* whole request */
+	const char *api_key;  /* secret: never logged */
+	const char *ca_file;  /* NULL: the system's CA store */
+	int64_t timeout_ms;   /* whole request */
 	unsigned concurrency; /* requests in flight at most */
 };
 
 /* How the forwarder should treat an answer. */
 enum mailgun_outcome {
 	MAILGUN_OK = 0, /* accepted: id set */
-	MAILGUN_RETRY, /* 420, 429, 5xx, timeout, connection error */
-	MAILGUN_PAUSE, /* 401, 403, 404 "Domain not found": configuration */
+	MAILGUN_RETRY,	/* 420, 429, 5xx, timeout, connection error */
+	MAILGUN_PAUSE,	/* 401, 403, 404 "Domain not found": configuration */
 	MAILGUN_REJECT, /* other 4xx, or a 200 that is not a real success */
 };
 
 struct mailgun_result {
 	enum mailgun_outcome outcome;
-	int transport; /* 0, or a negative errno code for transport errors */
+	int transport;	  /* 0, or a negative errno code for transport errors */
 	long http_status; /* 0 when no answer came */
-	char *id; /* the id without angle brackets; NULL if none */
-	char *message; /* Mailgun's text (JSON "message", else the body,
-			  escaped and truncated), or the transport error */
+	char *id;	  /* the id without angle brackets; NULL if none */
+	char *message;	  /* Mailgun's text (JSON "message", else the body,
+			     escaped and truncated), or the transport error */
 	int64_t retry_at; /* ms: when Mailgun says to try again; 0: no hint */
-	double seconds; /* how long the request took */
+	double seconds;	  /* how long the request took */
 };
 
 typedef void (*mailgun_cb)(const struct mailgun_result *r, void *arg);

@@ -15,8 +15,7 @@
  * returns it as a malloc'd NUL-terminated string of at most max bytes (cut
  * on a UTF-8 boundary).  NULL when absent (or out of memory).
  */
-char *message_header(const char *msg, size_t len, const char *name,
-    size_t max);
+char *message_header(const char *msg, size_t len, const char *name, size_t max);
 
 /*
  * Returns the Message-ID header of msg as a malloc'd bare id ("a@b",

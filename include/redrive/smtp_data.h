@@ -26,22 +26,23 @@
 
 enum smtp_data_error {
 	SMTP_DATA_OK = 0,
-	SMTP_DATA_TOO_BIG = 1,      /* 552 5.3.4 */
+	SMTP_DATA_TOO_BIG = 1,	     /* 552 5.3.4 */
 	SMTP_DATA_LINE_TOO_LONG = 2, /* 550 5.6.0, see smtp_data_reply() */
-	SMTP_DATA_BARE_CR = 3,      /* 550 5.6.0 */
-	SMTP_DATA_NUL = 4,          /* 550 5.6.0 */
-	SMTP_DATA_NOMEM = 5,        /* 451 4.3.0 */
+	SMTP_DATA_BARE_CR = 3,	     /* 550 5.6.0 */
+	SMTP_DATA_NUL = 4,	     /* 550 5.6.0 */
+	SMTP_DATA_NOMEM = 5,	     /* 451 4.3.0 */
 };
 
 struct smtp_data {
-	uint64_t max_size;  /* the largest message accepted, after unstuffing */
-	int state;          /* private */
-	size_t linelen;     /* private: octets of the current line */
+	uint64_t max_size; /* the largest message accepted, after unstuffing */
+	int state;	   /* private */
+	size_t linelen;	   /* private: octets of the current line */
 	enum smtp_data_error error; /* the first error seen */
-	bool done;          /* the end of data was seen */
-	bool eight_bit;     /* a byte >= 0x80 was seen */
-	uint64_t size;      /* bytes of the message (counted even past max) */
-	char *buf;          /* the message, CR LF line ends, unstuffed */
+	bool done;		    /* the end of data was seen */
+	bool eight_bit;		    /* a byte >= 0x80 was seen */
+	uint64_t size; /* bytes of the message (counted even past max) */
+	char *buf;     /* the message, CR LF line ends, unstuffed;
+			  released at the first error */
 	size_t len;
 	size_t cap;
 };

@@ -37,16 +37,16 @@ enum smtp_verb {
 /* Results of the parse functions. */
 enum smtp_parse_result {
 	SMTP_PARSE_OK = 0,
-	SMTP_PARSE_SYNTAX = -1,      /* 501: bad syntax in the arguments */
-	SMTP_PARSE_PARAM = -2,       /* 555: unknown or bad MAIL/RCPT parameter */
-	SMTP_PARSE_TOO_LONG = -3,    /* 501: a path or domain over its limit */
-	SMTP_PARSE_NUL = -4,         /* 501: a NUL or other control byte */
+	SMTP_PARSE_SYNTAX = -1,	  /* 501: bad syntax in the arguments */
+	SMTP_PARSE_PARAM = -2,	  /* 555: unknown or bad MAIL/RCPT parameter */
+	SMTP_PARSE_TOO_LONG = -3, /* 501: a path or domain over its limit */
+	SMTP_PARSE_NUL = -4,	  /* 501: a NUL or other control byte */
 };
 
 struct smtp_command {
 	enum smtp_verb verb;
-	const char *arg;  /* points into the line, after the verb and one SP */
-	size_t arglen;    /* trailing spaces removed */
+	const char *arg; /* points into the line, after the verb and one SP */
+	size_t arglen;	 /* trailing spaces removed */
 };
 
 /*
@@ -59,9 +59,9 @@ int smtp_parse_command(const char *line, size_t len, struct smtp_command *out);
 
 struct smtp_mail_params {
 	bool has_size;
-	uint64_t size;     /* SIZE=, RFC 1870 */
-	bool body_8bit;    /* BODY=8BITMIME */
-	bool smtputf8;     /* SMTPUTF8 */
+	uint64_t size;	/* SIZE=, RFC 1870 */
+	bool body_8bit; /* BODY=8BITMIME */
+	bool smtputf8;	/* SMTPUTF8 */
 };
 
 /*
@@ -73,8 +73,8 @@ struct smtp_mail_params {
  * among the parameters, and must be valid UTF-8.  Returns an
  * smtp_parse_result.
  */
-int smtp_parse_mail(const char *arg, size_t arglen, char *addr,
-    size_t addrlen, struct smtp_mail_params *params);
+int smtp_parse_mail(const char *arg, size_t arglen, char *addr, size_t addrlen,
+    struct smtp_mail_params *params);
 
 /*
  * Parses the argument of RCPT ("TO:<a@b>").  "<postmaster>" (any case) is
@@ -82,8 +82,8 @@ int smtp_parse_mail(const char *arg, size_t arglen, char *addr,
  * (any is SMTP_PARSE_PARAM).  utf8: the transaction declared SMTPUTF8.
  * Returns an smtp_parse_result.
  */
-int smtp_parse_rcpt(const char *arg, size_t arglen, bool utf8, char *addr,
-    size_t addrlen);
+int smtp_parse_rcpt(
+    const char *arg, size_t arglen, bool utf8, char *addr, size_t addrlen);
 
 /*
  * Checks the argument of HELO/EHLO: a domain or an address literal

@@ -21,11 +21,11 @@ struct smtp_server;
 
 /* Counters for logs, tests and /metrics. */
 struct smtp_server_stats {
-	uint64_t connections;   /* accepted and served */
-	uint64_t refused;       /* outside allow, or over max_connections */
-	uint64_t messages;      /* stored and acknowledged with 250 */
-	uint64_t rejected;      /* DATA answered with an error */
-	unsigned active;        /* sessions open now */
+	uint64_t connections; /* accepted and served */
+	uint64_t refused;     /* outside allow, or over max_connections */
+	uint64_t messages;    /* stored and acknowledged with 250 */
+	uint64_t rejected;    /* DATA answered with an error */
+	unsigned active;      /* sessions open now */
 };
 
 /*
@@ -43,8 +43,8 @@ int smtp_server_start(struct smtp_server **out, uv_loop_t *loop,
     const struct config *cfg, struct store *st);
 
 /* Sets the callback run after each stored message (may be NULL). */
-void smtp_server_on_stored(struct smtp_server *srv, smtp_server_stored_cb cb,
-    void *arg);
+void smtp_server_on_stored(
+    struct smtp_server *srv, smtp_server_stored_cb cb, void *arg);
 
 /*
  * Stops accepting, answers 421 to idle sessions and closes them, lets a

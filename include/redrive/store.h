@@ -246,4 +246,108 @@ int store_db_events(struct store_db *db, int64_t id,
 /* Frees rows[0..n) and the array; NULL-safe. */
 void store_event_rows_free(struct store_event_row *rows, size_t n);
 
+/* ---- The forwarder's jobs (core/store_forward.c) ----------------------- */
+
+/* Mailgun takes at most this many recipients per request (FACTS.md 1.4). */
+#define STORE_FORWARD_MAX_RCPTS 1000
+
+/* One queued recipient handed to the forwarder. */
+struct store_forward_rcpt {
+	int64_t id;    /* recipients.id */
+	char *address;
+};
+
+/*
+ * One request's worth of a message: its stored bytes and up to
+ * STORE_FORWARD_MAX_RCPTS of its queued recipients that are due, lowest
+ * recipient id first (a larger envelope goes out in several requests).
+ */
+struct store_forward_msg {
+	int64_t id;            /* the local message id */
+	void *data;            /* the stored bytes, malloc'd */
+	size_t len;
+	struct store_forward_rcpt *rcpts;
+	size_t nrcpts;
+	unsigned failures;     /* requests of this message since the last one
+				  Mailgun accepted that it did not accept */
+};
+
+/* What store_forward_next() found. */
+struct store_forward_batch {
+	struct store_forward_msg *msgs; /* oldest message first */
+	size_t nmsgs;
+	int64_t next_due;      /* ms: the earliest next_attempt_at later than
+				  now among queued recipients; 0: none */
+	uint64_t queued;       /* queued recipients in the store */
+};
+
+/*
+ * Called on the loop thread exactly once per accepted store_forward_next().
+ * status 0: b holds what was found (possibly no message) and belongs to the
+ * callee, who frees it with store_forward_batch_free(); status < 0: b is
+ * NULL.
+ */
+typedef void (*store_forward_next_cb)(int status,
+    struct store_forward_batch *b, void *arg);
+
+/*
+ * Finds, on the store thread, up to max (at least 1) of the oldest messages
+ * (by local id) that have recipients in status 'queued' whose
+ * next_attempt_at is NULL or <= now, skipping the message ids in
+ * exclude[0..nexclude) (those in flight), and loads each one's body and due
+ * queued recipients (at most STORE_FORWARD_MAX_RCPTS).  A message whose
+ * body is gone cannot be sent: its due recipients are failed with a reason
+ * and it is not returned.  Loop thread.  Returns 0, -EINVAL, -ENOMEM or
+ * -ESHUTDOWN; cb runs only on 0.  exclude is copied.
+ */
+int store_forward_next(struct store *st, int64_t now, size_t max,
+    const int64_t *exclude, size_t nexclude, store_forward_next_cb cb,
+    void *arg);
+
+/* Frees a batch and everything it owns; NULL-safe. */
+void store_forward_batch_free(struct store_forward_batch *b);
+
+/* What became of one request, as the store records it. */
+enum store_forward_outcome {
+	STORE_FORWARD_OK = 0,   /* accepted: the recipients are sent */
+	STORE_FORWARD_RETRY,    /* stay queued until next_attempt_at */
+	STORE_FORWARD_PAUSE,    /* stay queued; the forwarder paused */
+	STORE_FORWARD_REJECT,   /* the recipients failed */
+};
+
+/* One finished request, handed to store_forward_record().  */
+struct store_forward_result {
+	int64_t message_id;
+	const int64_t *rcpt_ids;   /* the recipients the request carried */
+	size_t nrcpts;
+	enum store_forward_outcome outcome;
+	int64_t at;                /* ms: when the request was made */
+	int64_t now;               /* ms: when it ended (updated_at) */
+	const char *via;           /* "mime" or "storage" */
+	int http_status;           /* 0: no HTTP answer */
+	const char *mailgun_id;    /* bare; required for OK, else ignored */
+	const char *result;        /* Mailgun's text or the transport error */
+	int64_t next_attempt_at;   /* ms, RETRY only */
+};
+
+/* Called on the loop thread once the record committed (0) or failed. */
+typedef void (*store_forward_record_cb)(int status, void *arg);
+
+/*
+ * Records one request in one job: an attempts row with its attempt_rcpts
+ * rows, and the recipients' new state.  OK: 'sent' with mailgun_id,
+ * attempts + 1, next_attempt_at and last_error cleared, and
+ * messages.mailgun_id; RETRY: next_attempt_at and last_error; REJECT:
+ * 'failed' with reason and last_error "<status> <text>" (and the message
+ * finished when no recipient is left in flight); PAUSE: last_error only.
+ * Only recipients still 'queued' change, so nothing 'sent' is ever touched
+ * again.  recipients.attempts counts the requests Mailgun accepted; every
+ * request is an attempts row (docs/forwarding.md).  Everything r points to
+ * is copied.  Loop thread.  Returns 0, -EINVAL (OK without an id, no
+ * recipients, a bad via), -ENOMEM or -ESHUTDOWN; cb runs only on 0.
+ */
+int store_forward_record(struct store *st,
+    const struct store_forward_result *r, store_forward_record_cb cb,
+    void *arg);
+
 #endif

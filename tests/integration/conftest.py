@@ -179,11 +179,20 @@ class Daemon:
         self.killed = True
         self.proc = None
 
-    def stop(self, check=True):
+    def terminate(self):
+        """Sends SIGTERM and returns at once (see wait_exit)."""
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, check=True):
+        """Waits (10 s) for the daemon to exit; returns the exit code."""
+        return self.stop(check=check, signal_it=False)
+
+    def stop(self, check=True, signal_it=True):
         """SIGTERM; waits; returns the exit code."""
         p = self.proc
         self.proc = None
-        p.send_signal(signal.SIGTERM)
+        if signal_it:
+            p.send_signal(signal.SIGTERM)
         try:
             rc = p.wait(10.0 * SCALE)
         except subprocess.TimeoutExpired:

@@ -22,7 +22,8 @@ R_DATA = "354 End data with <CR><LF>.<CR><LF>"
 R_OK = "250 2.0.0 Ok"
 R_VRFY = ("252 2.5.0 Cannot VRFY user, but will accept message and "
           "attempt delivery")
-R_HELP = "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"
+R_HELP = ("214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT "
+          "VRFY HELP")
 R_BYE = "221 2.0.0 Bye"
 R_NOT_IMPL = "502 5.5.1 Error: command not implemented"
 R_UNKNOWN = "500 5.5.2 Error: command not recognized"

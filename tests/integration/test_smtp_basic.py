@@ -4,12 +4,15 @@ well-behaved client, and that what it acknowledges is stored exactly."""
 import email.message
 import json
 import re
+import select
 import shutil
 import subprocess
+import time
 
 from smtputil import (CRLF, HOST, R_BYE, R_DATA, R_HELP, R_MAIL_OK,
-                      R_NEED_MAIL, R_NOT_IMPL, R_OK, R_RCPT_OK, R_UNKNOWN,
-                      R_VRFY, dot_stuff, queued_id, split_received)
+                      R_NEED_MAIL, R_NOT_IMPL, R_OK, R_RCPT_OK,
+                      R_SHUTDOWN, R_UNKNOWN, R_VRFY, dot_stuff, queued_id,
+                      split_received)
 
 QUEUED_TEXT = re.compile(rb"^2\.0\.0 Ok: queued as ([0-9]+)$")
 
@@ -67,9 +70,53 @@ def test_ehlo_and_helo(daemon):
                      "250-ENHANCEDSTATUSCODES", "250 SMTPUTF8"], lines
     text = " ".join(lines).upper()
     assert "STARTTLS" not in text and "AUTH" not in text
-    c.expect("HELO client.test", "250 " + HOST)
     c.quit()
     d.assert_store([])
+
+
+def test_helo_client_can_send(daemon):
+    d = daemon()
+    c = d.raw()
+    c.expect("HELO client.test", "250 " + HOST)
+    data = b"Subject: old client\r\n\r\nx\r\n"
+    mid = c.send_message("a@x.test", ["b@y.test"], data)
+    c.quit()
+    d.assert_store([{"id": mid, "from": "a@x.test", "rcpts": ["b@y.test"],
+                     "data": data}])
+
+
+def test_shutdown(daemon):
+    """SIGTERM: idle sessions get 421 4.3.2 and are closed; a transaction
+    in DATA is finished first; the daemon exits 0."""
+    d = daemon()
+    idle = d.raw()
+    idle.ehlo()
+    busy = d.raw()
+    busy.ehlo()
+    busy.expect("MAIL FROM:<a@x.test>", R_MAIL_OK)
+    busy.expect("RCPT TO:<b@y.test>", R_RCPT_OK)
+    busy.expect("DATA", R_DATA)
+    data = b"Subject: during shutdown\r\n\r\nfirst half\r\nsecond half\r\n"
+    busy.send(data[:30])
+    time.sleep(0.2)
+    d.terminate()
+    assert idle.reply_line() == R_SHUTDOWN
+    idle.expect_closed()
+    idle.close()
+    busy.send(data[30:] + b".\r\n")
+    mid = queued_id(busy.reply_line(), busy)
+    # Then the session ends: 421 at once, or at the next command.
+    r, _, _ = select.select([busy.sock], [], [], 1.0)
+    if r:
+        assert busy.reply_line() == R_SHUTDOWN, busy.dump()
+    else:
+        busy.send(b"NOOP\r\n")
+        assert busy.reply_line() == R_SHUTDOWN, busy.dump()
+    busy.expect_closed()
+    busy.close()
+    d.wait_exit()
+    d.assert_store([{"id": mid, "from": "a@x.test", "rcpts": ["b@y.test"],
+                     "data": data}])
 
 
 def test_many_recipients(daemon):

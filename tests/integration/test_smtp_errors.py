@@ -25,7 +25,7 @@ def finish(c, data):
     return queued_id(c.reply_line(), c)
 
 
-# -- out-of-order commands -----------------------------------------------------
+# -- out-of-order commands ----------------------------------------------------
 
 def test_commands_before_helo(daemon):
     d = daemon()
@@ -98,7 +98,7 @@ def test_data_before_rcpt(daemon):
                      "data": data}])
 
 
-# -- syntax ------------------------------------------------------------------------
+# -- syntax -------------------------------------------------------------------
 
 def test_bad_syntax(daemon):
     d = daemon()
@@ -114,7 +114,8 @@ def test_bad_syntax(daemon):
         c.expect(bad, R_MAIL_SYNTAX)
     # Whether these are the command's syntax or the address's is the
     # server's choice (Postfix: 5.1.7 for an unclosed path).
-    for bad in ("MAIL FROM:", "MAIL FROM:<a@x.test", "MAIL FROM:<a b@x.test>", "MAIL FROM:<a@b@x.test>",
+    for bad in ("MAIL FROM:", "MAIL FROM:<a@x.test", "MAIL FROM:<a b@x.test>",
+                "MAIL FROM:<a@b@x.test>",
                 "MAIL FROM:<@>", "MAIL FROM:<a@>",
                 "MAIL FROM:<" + "a" * 300 + "@x.test>"):
         r = c.cmd(bad)
@@ -123,7 +124,8 @@ def test_bad_syntax(daemon):
     c.expect("MAIL FROM:<a@x.test>", R_MAIL_OK)
     for bad in ("RCPT", "RCPT TO", "RCPT FROM:<b@y.test>"):
         c.expect(bad, R_RCPT_SYNTAX)
-    for bad in ("RCPT TO:", "RCPT TO:<b@y.test", "RCPT TO:<b c@y.test>", "RCPT TO:<b@c@y.test>",
+    for bad in ("RCPT TO:", "RCPT TO:<b@y.test", "RCPT TO:<b c@y.test>",
+                "RCPT TO:<b@c@y.test>",
                 "RCPT TO:<>", "RCPT TO:<b@>",
                 "RCPT TO:<" + "b" * 300 + "@y.test>"):
         r = c.cmd(bad)
@@ -165,7 +167,7 @@ def test_unknown_parameters(daemon):
                      "data": data}])
 
 
-# -- limits ------------------------------------------------------------------------
+# -- limits -------------------------------------------------------------------
 
 def sized_message(n, tag=b"exact"):
     """A message of exactly n bytes (CR LF, unstuffed), with lines that
@@ -296,7 +298,7 @@ def test_data_line_length(daemon):
                      "data": ok}])
 
 
-# -- NUL, bare CR, bare LF -------------------------------------------------------
+# -- NUL, bare CR, bare LF ----------------------------------------------------
 
 def test_nul_in_command(daemon):
     d = daemon()
@@ -373,7 +375,7 @@ def test_bare_lf_normalised(daemon):
                      "data": want}])
 
 
-# -- smuggling (CVE-2023-51764) ----------------------------------------------------
+# -- smuggling (CVE-2023-51764) -----------------------------------------------
 
 SMUGGLE_TAIL = (b"MAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\nDATA\r\n"
                 b"Smuggled\r\n")
@@ -427,7 +429,7 @@ def test_smuggling(daemon, sep, chunked):
     assert rest in candidates, rest
 
 
-# -- access, timeouts, connection cap --------------------------------------------
+# -- access, timeouts, connection cap -----------------------------------------
 
 def test_client_outside_allow(daemon):
     d = daemon({"relay": {"allow": "10.0.0.0/8"}})

@@ -95,9 +95,8 @@ test_cidr_parse_ok(void **state)
 	assert_int_equal(cidr_parse("::ffff:10.0.0.0/104", &c), 0);
 	assert_int_equal(c.family, AF_INET6);
 	assert_int_equal(cidr_parse("255.255.255.255/32", &c), 0);
-	assert_int_equal(cidr_parse("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
-			     &c),
-	    0);
+	assert_int_equal(
+	    cidr_parse("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", &c), 0);
 }
 
 static void
@@ -106,9 +105,9 @@ test_cidr_parse_bad(void **state)
 	static const char *const bad[] = { "", "/8", "1.2.3.4/", "1.2.3.4/33",
 		"::1/129", "1.2.3.4/-1", "1.2.3.4/+8", "1.2.3.4/ 8",
 		"1.2.3.4/8 ", " 1.2.3.4", "1.2.3", "256.0.0.1", "1.2.3.4/0008",
-		"01.2.3.4", "abc", "1.2.3.4/8/8", "::1/1a", ":::", "1.2.3.4/1000",
-		"localhost", "1.2.3.4:25", "[::1]", "::1/", "1.2.3.4.5",
-		"fe80::1%eth0",
+		"01.2.3.4", "abc", "1.2.3.4/8/8", "::1/1a",
+		":::", "1.2.3.4/1000", "localhost", "1.2.3.4:25", "[::1]",
+		"::1/", "1.2.3.4.5", "fe80::1%eth0",
 		"0000:0000:0000:0000:0000:0000:0000:0000:0000:0000/8" };
 	struct cidr c, before;
 	size_t i;
@@ -273,26 +272,25 @@ test_cidr_format(void **state)
 	struct sockaddr_un sun;
 
 	(void)state;
-	assert_string_equal(cidr_format_addr(test_sa(&ss, "192.0.2.1"), buf,
-				sizeof(buf)),
+	assert_string_equal(
+	    cidr_format_addr(test_sa(&ss, "192.0.2.1"), buf, sizeof(buf)),
 	    "192.0.2.1");
-	assert_string_equal(cidr_format_addr(test_sa(&ss, "2001:db8::1"), buf,
-				sizeof(buf)),
+	assert_string_equal(
+	    cidr_format_addr(test_sa(&ss, "2001:db8::1"), buf, sizeof(buf)),
 	    "2001:db8::1");
 	assert_string_equal(cidr_format_addr(test_sa(&ss, "::ffff:192.0.2.1"),
 				buf, sizeof(buf)),
 	    "192.0.2.1");
-	assert_string_equal(cidr_format_addr(test_sa(&ss, "::1"), buf,
-				sizeof(buf)),
-	    "::1");
+	assert_string_equal(
+	    cidr_format_addr(test_sa(&ss, "::1"), buf, sizeof(buf)), "::1");
 	/* Too small a buffer gives "", never a cut address. */
-	assert_string_equal(cidr_format_addr(test_sa(&ss, "192.0.2.1"), small,
-				sizeof(small)),
+	assert_string_equal(
+	    cidr_format_addr(test_sa(&ss, "192.0.2.1"), small, sizeof(small)),
 	    "");
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	assert_string_equal(cidr_format_addr((const struct sockaddr *)&sun,
-				buf, sizeof(buf)),
+	assert_string_equal(
+	    cidr_format_addr((const struct sockaddr *)&sun, buf, sizeof(buf)),
 	    "");
 }
 

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "../../cli/cli_util.c"
+#include "../../cli/cli_util.c" /* NOLINT(bugprone-suspicious-include) */
 
 /* Runs cli_put() into a buffer; returns the malloc'd, NUL-ended output. */
 static char *
@@ -77,7 +77,9 @@ test_put_escapes(void **state)
 	    "Gr\xc3\xbc\xc3\x9f"
 	    "e \xe2\x9c\x93 \xf0\x9f\x98\x80");
 	test_put_expect("a\xc2\x85z", SIZE_MAX, false, "a\\u0085z");
-	test_put_expect("\xe2\x80\xaeevil", SIZE_MAX, false, "\\u202eevil");
+	test_put_expect("\xe2\x80\xae"
+			"evil",
+	    SIZE_MAX, false, "\\u202eevil");
 	test_put_expect(
 	    "\xe2\x81\xa6x\xe2\x81\xa9", SIZE_MAX, false, "\\u2066x\\u2069");
 	test_put_expect(NULL, 5, true, "     ");

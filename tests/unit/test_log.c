@@ -98,8 +98,8 @@ test_one_field(struct log_field f, char *out, size_t outlen)
 	assert_memory_equal(rest, m, strlen(m));
 	rest += strlen(m);
 	assert_true(c.len > 0 && c.text[c.len - 1] == '\n');
-	snprintf(out, outlen, "%.*s", (int)(c.len - 1 - (size_t)(rest - c.text)),
-	    rest);
+	snprintf(out, outlen, "%.*s",
+	    (int)(c.len - 1 - (size_t)(rest - c.text)), rest);
 	free(c.text);
 	return out;
 }
@@ -117,8 +117,8 @@ test_log_line(void **state)
 	    LF_UINT("size", 1024), LF_END);
 	test_cap_end(&c);
 	rest = test_check_head(c.text, "info");
-	assert_string_equal(rest,
-	    "msg=\"message queued\" id=42 from=a@b.c size=1024\n");
+	assert_string_equal(
+	    rest, "msg=\"message queued\" id=42 from=a@b.c size=1024\n");
 	free(c.text);
 
 	test_cap_begin(&c);
@@ -141,56 +141,53 @@ test_log_values(void **state)
 	(void)state;
 	log_set_level(LOG_LEVEL_INFO);
 	/* Bare: only [A-Za-z0-9._:/@+-], non-empty. */
-	assert_string_equal(test_one_field(LF_STR("k", "Az09._:/@+-"), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_STR("k", "Az09._:/@+-"), out, sizeof(out)),
 	    "k=Az09._:/@+-");
-	assert_string_equal(test_one_field(LF_STR("k", "<a@b.c>"), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_STR("k", "<a@b.c>"), out, sizeof(out)),
 	    "k=\"<a@b.c>\"");
-	assert_string_equal(test_one_field(LF_STR("k", "two words"), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_STR("k", "two words"), out, sizeof(out)),
 	    "k=\"two words\"");
-	assert_string_equal(test_one_field(LF_STR("k", "a=b"), out,
-				sizeof(out)),
-	    "k=\"a=b\"");
-	assert_string_equal(test_one_field(LF_STR("k", ""), out, sizeof(out)),
-	    "k=\"\"");
-	assert_string_equal(test_one_field(LF_STR("k", NULL), out, sizeof(out)),
-	    "k=\"\"");
+	assert_string_equal(
+	    test_one_field(LF_STR("k", "a=b"), out, sizeof(out)), "k=\"a=b\"");
+	assert_string_equal(
+	    test_one_field(LF_STR("k", ""), out, sizeof(out)), "k=\"\"");
+	assert_string_equal(
+	    test_one_field(LF_STR("k", NULL), out, sizeof(out)), "k=\"\"");
 	/* Escapes. */
-	assert_string_equal(test_one_field(LF_STR("k", "say \"hi\""), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_STR("k", "say \"hi\""), out, sizeof(out)),
 	    "k=\"say \\\"hi\\\"\"");
-	assert_string_equal(test_one_field(LF_STR("k", "a\\b"), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_STR("k", "a\\b"), out, sizeof(out)),
 	    "k=\"a\\\\b\"");
-	assert_string_equal(test_one_field(LF_STR("k", "l1\r\nl2\t\x7f"), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_STR("k", "l1\r\nl2\t\x7f"), out, sizeof(out)),
 	    "k=\"l1\\x0d\\x0al2\\x09\\x7f\"");
-	assert_string_equal(test_one_field(LF_STR("k", "caf\xc3\xa9"), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_STR("k", "caf\xc3\xa9"), out, sizeof(out)),
 	    "k=\"caf\\xc3\\xa9\"");
-	assert_string_equal(test_one_field(LF_BYTES("k", bin, sizeof(bin)), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_BYTES("k", bin, sizeof(bin)), out, sizeof(out)),
 	    "k=\"a\\x00b\\x80\\xff\"");
-	assert_string_equal(test_one_field(LF_BYTES("k", "abc", 2), out,
-				sizeof(out)),
-	    "k=ab");
-	assert_string_equal(test_one_field(LF_BYTES("k", NULL, 5), out,
-				sizeof(out)),
-	    "k=\"\"");
+	assert_string_equal(
+	    test_one_field(LF_BYTES("k", "abc", 2), out, sizeof(out)), "k=ab");
+	assert_string_equal(
+	    test_one_field(LF_BYTES("k", NULL, 5), out, sizeof(out)), "k=\"\"");
 	/* Numbers. */
-	assert_string_equal(test_one_field(LF_INT("k", INT64_MIN), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_INT("k", INT64_MIN), out, sizeof(out)),
 	    "k=-9223372036854775808");
-	assert_string_equal(test_one_field(LF_UINT("k", UINT64_MAX), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_UINT("k", UINT64_MAX), out, sizeof(out)),
 	    "k=18446744073709551615");
-	assert_string_equal(test_one_field(LF_DBL("k", 1e-9), out, sizeof(out)),
-	    "k=1e-09");
+	assert_string_equal(
+	    test_one_field(LF_DBL("k", 1e-9), out, sizeof(out)), "k=1e-09");
 	/* Keys are never able to break the line. */
-	assert_string_equal(test_one_field(LF_STR("bad key=\"", "v"), out,
-				sizeof(out)),
+	assert_string_equal(
+	    test_one_field(LF_STR("bad key=\"", "v"), out, sizeof(out)),
 	    "bad_key__=v");
 }
 
@@ -228,16 +225,16 @@ test_log_truncation(void **state)
 	memset(src, 'a', LOG_VALUE_MAX);
 	src[LOG_VALUE_MAX] = '\0';
 	snprintf(want, sizeof(want), "k=%s", src);
-	assert_string_equal(test_one_field(LF_STR("k", src), out, sizeof(out)),
-	    want);
+	assert_string_equal(
+	    test_one_field(LF_STR("k", src), out, sizeof(out)), want);
 	/* One more: cut at LOG_VALUE_MAX source bytes, then "...". */
 	memset(src, 'a', LOG_VALUE_MAX + 1);
 	src[LOG_VALUE_MAX + 1] = '\0';
 	src[LOG_VALUE_MAX] = '\0';
 	snprintf(want, sizeof(want), "k=%s...", src);
 	src[LOG_VALUE_MAX] = 'a';
-	assert_string_equal(test_one_field(LF_STR("k", src), out, sizeof(out)),
-	    want);
+	assert_string_equal(
+	    test_one_field(LF_STR("k", src), out, sizeof(out)), want);
 	/* Escapes count source bytes, not output bytes. */
 	memset(src, '\n', sizeof(src) - 1);
 	src[sizeof(src) - 1] = '\0';
@@ -334,8 +331,8 @@ test_log_escape(void **state)
 	/* Where each escape sequence (or plain byte) of full starts. */
 	memset(bound, 0, sizeof(bound));
 	for (i = 0; i <= fl; i += full[i] != '\\' ? 1
-		 : full[i + 1] == 'x'                  ? 4
-							: 2)
+		 : full[i + 1] == 'x'		  ? 4
+						  : 2)
 		bound[i] = true;
 	assert_int_equal(log_escape(dst, 0, src, 3, 100), 0);
 	for (len = 1; len <= fl + 1; len++) {
@@ -362,11 +359,13 @@ test_log_escape(void **state)
 	assert_int_equal(n, 6);
 	n = log_escape(dst, sizeof(dst), "abc", 3, 3);
 	assert_string_equal(dst, "abc");
+	assert_int_equal(n, 3);
 	n = log_escape(dst, sizeof(dst), "\n\n", 2, 1);
 	assert_string_equal(dst, "\\x0a...");
 	assert_int_equal(n, 7);
 	n = log_escape(dst, sizeof(dst), NULL, 4, 10);
 	assert_string_equal(dst, "");
+	assert_int_equal(n, 0);
 }
 
 static void
@@ -420,14 +419,14 @@ test_log_threads(void **state)
 	log_set_level(LOG_LEVEL_INFO);
 	test_cap_begin(&c);
 	for (t = 0; t < TEST_THREADS; t++)
-		assert_int_equal(pthread_create(&th[t], NULL, test_log_thread,
-				     (void *)t),
+		assert_int_equal(
+		    pthread_create(&th[t], NULL, test_log_thread, (void *)t),
 		    0);
 	for (t = 0; t < TEST_THREADS; t++)
 		pthread_join(th[t], NULL);
 	test_cap_end(&c);
 	for (line = strtok_r(c.text, "\n", &save); line != NULL;
-	    line = strtok_r(NULL, "\n", &save)) {
+	     line = strtok_r(NULL, "\n", &save)) {
 		const char *rest = test_check_head(line, "info");
 		char want[300];
 		long th_no;

@@ -20,6 +20,16 @@
 /* The length of a string literal, embedded NULs included. */
 #define LIT(s) (s), (sizeof(s) - 1)
 
+/*
+ * Copies raw bytes (test inputs are byte strings, not C strings: nothing
+ * here is NUL-terminated on purpose).
+ */
+static void
+put_bytes(char *dst, const void *src, size_t n)
+{
+	memcpy(dst, src, n);
+}
+
 /* A heap copy of s[0..n) with no byte to spare (NULL-safe for n == 0). */
 static char *
 dup_exact(const char *s, size_t n)
@@ -159,23 +169,23 @@ test_command_every_verb(void **state)
 	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 		/* Upper case, alone. */
 		n = strlen(verbs[i].name);
-		assert_int_equal(cmd(verbs[i].name, n, &c, arg, sizeof(arg)),
-		    SMTP_PARSE_OK);
+		assert_int_equal(
+		    cmd(verbs[i].name, n, &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 		assert_int_equal(c.verb, verbs[i].verb);
 		assert_int_equal(c.arglen, 0);
 
 		/* Lower case, with an argument. */
 		for (j = 0; j < n; j++)
 			line[j] = (char)(verbs[i].name[j] | 0x20);
-		memcpy(line + j, " x y", 4);
-		assert_int_equal(cmd(line, n + 4, &c, arg, sizeof(arg)),
-		    SMTP_PARSE_OK);
+		put_bytes(line + j, " x y", 4);
+		assert_int_equal(
+		    cmd(line, n + 4, &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 		assert_int_equal(c.verb, verbs[i].verb);
 		assert_string_equal(arg, "x y");
 
 		/* The verb with one letter missing is no verb. */
-		assert_int_equal(cmd(verbs[i].name, n - 1, &c, arg,
-				     sizeof(arg)),
+		assert_int_equal(
+		    cmd(verbs[i].name, n - 1, &c, arg, sizeof(arg)),
 		    SMTP_PARSE_OK);
 		assert_int_equal(c.verb, SMTP_VERB_UNKNOWN);
 	}
@@ -188,21 +198,21 @@ test_command_forms(void **state)
 	char arg[128];
 
 	(void)state;
-	assert_int_equal(cmd(LIT("mAiL FROM:<a@b> SIZE=1"), &c, arg,
-			     sizeof(arg)),
+	assert_int_equal(
+	    cmd(LIT("mAiL FROM:<a@b> SIZE=1"), &c, arg, sizeof(arg)),
 	    SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_MAIL);
 	assert_string_equal(arg, "FROM:<a@b> SIZE=1");
 
 	/* Several spaces after the verb, trailing spaces and tabs. */
-	assert_int_equal(cmd(LIT("EHLO    host.example   \t "), &c, arg,
-			     sizeof(arg)),
+	assert_int_equal(
+	    cmd(LIT("EHLO    host.example   \t "), &c, arg, sizeof(arg)),
 	    SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_EHLO);
 	assert_string_equal(arg, "host.example");
 
-	assert_int_equal(cmd(LIT("QUIT   "), &c, arg, sizeof(arg)),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    cmd(LIT("QUIT   "), &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_QUIT);
 	assert_int_equal(c.arglen, 0);
 
@@ -212,24 +222,24 @@ test_command_forms(void **state)
 	assert_string_equal(arg, "PLAIN AGEAYg==");
 
 	/* Not verbs. */
-	assert_int_equal(cmd(LIT("MAILX FROM:<a@b>"), &c, arg, sizeof(arg)),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    cmd(LIT("MAILX FROM:<a@b>"), &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_UNKNOWN);
-	assert_int_equal(cmd(LIT("MAIL\tFROM:<a@b>"), &c, arg, sizeof(arg)),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    cmd(LIT("MAIL\tFROM:<a@b>"), &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_UNKNOWN);
-	assert_int_equal(cmd(LIT(" MAIL FROM:<a@b>"), &c, arg, sizeof(arg)),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    cmd(LIT(" MAIL FROM:<a@b>"), &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_UNKNOWN);
-	assert_int_equal(cmd(LIT("GET / HTTP/1.1"), &c, arg, sizeof(arg)),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    cmd(LIT("GET / HTTP/1.1"), &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_UNKNOWN);
 	assert_string_equal(arg, "/ HTTP/1.1");
 	assert_int_equal(cmd("", 0, &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_UNKNOWN);
 	assert_int_equal(c.arglen, 0);
-	assert_int_equal(cmd(LIT("\xc3\xa9HLO x"), &c, arg, sizeof(arg)),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    cmd(LIT("\xc3\xa9HLO x"), &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_UNKNOWN);
 }
 
@@ -240,14 +250,14 @@ test_command_nul(void **state)
 	char arg[64];
 
 	(void)state;
-	assert_int_equal(cmd(LIT("NOOP\0"), &c, arg, sizeof(arg)),
-	    SMTP_PARSE_NUL);
+	assert_int_equal(
+	    cmd(LIT("NOOP\0"), &c, arg, sizeof(arg)), SMTP_PARSE_NUL);
 	assert_int_equal(cmd(LIT("MAIL FROM:<a\0@b>"), &c, arg, sizeof(arg)),
 	    SMTP_PARSE_NUL);
 	assert_int_equal(cmd(LIT("\0"), &c, arg, sizeof(arg)), SMTP_PARSE_NUL);
 	/* Other control bytes are for the argument parsers. */
-	assert_int_equal(cmd(LIT("NOOP \x01"), &c, arg, sizeof(arg)),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    cmd(LIT("NOOP \x01"), &c, arg, sizeof(arg)), SMTP_PARSE_OK);
 	assert_int_equal(c.verb, SMTP_VERB_NOOP);
 }
 
@@ -329,8 +339,8 @@ test_mail_basic(void **state)
 	mail_ok("FROM:<alice@example.com>", "alice@example.com");
 	mail_ok("from:<Alice@Example.COM>", "Alice@Example.COM");
 	mail_ok("FrOm:<a@b>", "a@b");
-	mail_ok("FROM: <a@b>", "a@b");      /* one space after the colon */
-	mail_ok("FROM:<a@b>   ", "a@b");    /* trailing spaces */
+	mail_ok("FROM: <a@b>", "a@b"); /* one space after the colon */
+	mail_ok("FROM:<a@b>   ", "a@b"); /* trailing spaces */
 	mail_ok("FROM:<a.b+tag@sub.example.org>", "a.b+tag@sub.example.org");
 	mail_ok("FROM:<!#$%&'*+-/=?^_`{|}~@x>", "!#$%&'*+-/=?^_`{|}~@x");
 	mail_ok("FROM:<a@my_host.example>", "a@my_host.example");
@@ -358,8 +368,8 @@ test_mail_null_path_and_route(void **state)
 	mail_ok("FROM:<@relay.example:a@b>", "a@b");
 	mail_ok("FROM:<@r1.example,@r2.example:user@host.example>",
 	    "user@host.example");
-	assert_int_equal(mail_rc("FROM:<@r1.example,user@host>"),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    mail_rc("FROM:<@r1.example,user@host>"), SMTP_PARSE_SYNTAX);
 	assert_int_equal(mail_rc("FROM:<@:a@b>"), SMTP_PARSE_SYNTAX);
 	assert_int_equal(mail_rc("FROM:<@r1,:a@b>"), SMTP_PARSE_SYNTAX);
 	assert_int_equal(mail_rc("FROM:<@r1;a@b>"), SMTP_PARSE_SYNTAX);
@@ -377,9 +387,9 @@ test_mail_syntax(void **state)
 		"",
 		"FROM:",
 		"FROM: ",
-		"FROM:a@b",           /* no angle brackets */
+		"FROM:a@b", /* no angle brackets */
 		"FROM: a@b",
-		"FROM:  <a@b>",       /* two spaces after the colon */
+		"FROM:  <a@b>", /* two spaces after the colon */
 		"FROM <a@b>",
 		"FROM :<a@b>",
 		"TO:<a@b>",
@@ -388,7 +398,7 @@ test_mail_syntax(void **state)
 		"FROM:<a@b>>",
 		"FROM:<<a@b>",
 		"FROM:<a@b>x",
-		"FROM:<a@b>SIZE=1",   /* no space before the parameter */
+		"FROM:<a@b>SIZE=1", /* no space before the parameter */
 		"FROM:<a b@c>",
 		"FROM:<a@b c>",
 		"FROM:<@b>",
@@ -441,11 +451,11 @@ test_mail_quoted(void **state)
 	mail_ok("FROM:<\"a\\\\b\"@example.com>", "\"a\\\\b\"@example.com");
 	mail_ok("FROM:<\"\"@example.com>", "\"\"@example.com");
 	mail_ok("FROM:<@r:\"x y\"@example.com>", "\"x y\"@example.com");
-	assert_int_equal(mail_rc("FROM:<\"a\\\"@example.com>"),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    mail_rc("FROM:<\"a\\\"@example.com>"), SMTP_PARSE_SYNTAX);
 	/* quoted-pairSMTP is backslash and %d32-126 only. */
-	assert_int_equal(mail_rc("FROM:<\"a\\\xc3\xa9\"@b> SMTPUTF8"),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    mail_rc("FROM:<\"a\\\xc3\xa9\"@b> SMTPUTF8"), SMTP_PARSE_SYNTAX);
 }
 
 static void
@@ -455,8 +465,8 @@ test_mail_params(void **state)
 	struct smtp_mail_params prm;
 
 	(void)state;
-	assert_int_equal(mail(LIT("FROM:<a@b> SIZE=12345"), addr, &prm),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> SIZE=12345"), addr, &prm), SMTP_PARSE_OK);
 	assert_true(prm.has_size);
 	assert_int_equal(prm.size, 12345);
 	assert_false(prm.body_8bit);
@@ -472,13 +482,13 @@ test_mail_params(void **state)
 	assert_true(prm.body_8bit);
 	assert_true(prm.smtputf8);
 
-	assert_int_equal(mail(LIT("FROM:<a@b> BODY=7BIT"), addr, &prm),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> BODY=7BIT"), addr, &prm), SMTP_PARSE_OK);
 	assert_false(prm.body_8bit);
 	assert_false(prm.has_size);
 
-	assert_int_equal(mail(LIT("FROM:<a@b> SMTPUTF8 BODY=8BITMIME"), addr,
-			     &prm),
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> SMTPUTF8 BODY=8BITMIME"), addr, &prm),
 	    SMTP_PARSE_OK);
 	assert_true(prm.smtputf8);
 	assert_true(prm.body_8bit);
@@ -492,26 +502,26 @@ test_mail_size_limits(void **state)
 
 	(void)state;
 	/* The largest 64-bit value, with and without leading zeros. */
-	assert_int_equal(mail(LIT("FROM:<a@b> SIZE=18446744073709551615"),
-			     addr, &prm),
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> SIZE=18446744073709551615"), addr, &prm),
 	    SMTP_PARSE_OK);
 	assert_true(prm.size == UINT64_MAX);
-	assert_int_equal(mail(LIT("FROM:<a@b> SIZE=00000000000000000007"),
-			     addr, &prm),
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> SIZE=00000000000000000007"), addr, &prm),
 	    SMTP_PARSE_OK);
 	assert_int_equal(prm.size, 7);
 	/* One more overflows; 21 digits is over RFC 1870's 20. */
-	assert_int_equal(mail(LIT("FROM:<a@b> SIZE=18446744073709551616"),
-			     addr, &prm),
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> SIZE=18446744073709551616"), addr, &prm),
 	    SMTP_PARSE_PARAM);
-	assert_int_equal(mail(LIT("FROM:<a@b> SIZE=99999999999999999999"),
-			     addr, &prm),
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> SIZE=99999999999999999999"), addr, &prm),
 	    SMTP_PARSE_PARAM);
-	assert_int_equal(mail(LIT("FROM:<a@b> SIZE=000000000000000000001"),
-			     addr, &prm),
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> SIZE=000000000000000000001"), addr, &prm),
 	    SMTP_PARSE_PARAM);
-	assert_int_equal(mail(LIT("FROM:<a@b> SIZE=26214400"), addr, &prm),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> SIZE=26214400"), addr, &prm), SMTP_PARSE_OK);
 	assert_int_equal(prm.size, 26214400);
 }
 
@@ -567,8 +577,8 @@ test_mail_utf8(void **state)
 
 	(void)state;
 	/* 8-bit local part or domain: only with SMTPUTF8. */
-	assert_int_equal(mail_rc("FROM:<j\xc3\xb6rg@example.com>"),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    mail_rc("FROM:<j\xc3\xb6rg@example.com>"), SMTP_PARSE_SYNTAX);
 	assert_int_equal(mail_rc("FROM:<a@b\xc3\xbc"
 				 "cher.example>"),
 	    SMTP_PARSE_SYNTAX);
@@ -578,8 +588,9 @@ test_mail_utf8(void **state)
 				  "cher.example> SMTPUTF8"),
 			     addr, &prm),
 	    SMTP_PARSE_OK);
-	assert_string_equal(addr, "j\xc3\xb6rg@b\xc3\xbc"
-				  "cher.example");
+	assert_string_equal(addr,
+	    "j\xc3\xb6rg@b\xc3\xbc"
+	    "cher.example");
 	assert_true(prm.smtputf8);
 	mail_ok("FROM:<\"\xe2\x82\xac x\"@example.com> SMTPUTF8",
 	    "\"\xe2\x82\xac x\"@example.com");
@@ -589,8 +600,8 @@ test_mail_utf8(void **state)
 	mail_ok("FROM:<a@b> SMTPUTF8", "a@b");
 
 	/* With SMTPUTF8, still valid UTF-8 only. */
-	assert_int_equal(mail_rc("FROM:<a\xc3(@b> SMTPUTF8"),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    mail_rc("FROM:<a\xc3(@b> SMTPUTF8"), SMTP_PARSE_SYNTAX);
 	assert_int_equal(mail_rc("FROM:<a\xc0\xaf@b> SMTPUTF8"),
 	    SMTP_PARSE_SYNTAX); /* overlong */
 	assert_int_equal(mail_rc("FROM:<a\xe0\x80\xaf@b> SMTPUTF8"),
@@ -599,17 +610,15 @@ test_mail_utf8(void **state)
 	    SMTP_PARSE_SYNTAX); /* surrogate */
 	assert_int_equal(mail_rc("FROM:<a\xf4\x90\x80\x80@b> SMTPUTF8"),
 	    SMTP_PARSE_SYNTAX); /* over U+10FFFF */
-	assert_int_equal(mail_rc("FROM:<a\xff@b> SMTPUTF8"),
-	    SMTP_PARSE_SYNTAX);
-	assert_int_equal(mail_rc("FROM:<a\x80@b> SMTPUTF8"),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(mail_rc("FROM:<a\xff@b> SMTPUTF8"), SMTP_PARSE_SYNTAX);
+	assert_int_equal(mail_rc("FROM:<a\x80@b> SMTPUTF8"), SMTP_PARSE_SYNTAX);
 	assert_int_equal(mail_rc("FROM:<a@b\xe2\x82> SMTPUTF8"),
 	    SMTP_PARSE_SYNTAX); /* cut sequence */
 	/* A sequence cut by the end of the argument. */
-	assert_int_equal(mail(LIT("FROM:<a\xe2\x82"), addr, &prm),
-	    SMTP_PARSE_SYNTAX);
-	assert_int_equal(mail(LIT("FROM:<a@b\xf0"), addr, &prm),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    mail(LIT("FROM:<a\xe2\x82"), addr, &prm), SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b\xf0"), addr, &prm), SMTP_PARSE_SYNTAX);
 }
 
 static void
@@ -619,20 +628,17 @@ test_mail_control_bytes(void **state)
 	struct smtp_mail_params prm;
 
 	(void)state;
-	assert_int_equal(mail(LIT("FROM:<a\0@b>"), addr, &prm),
-	    SMTP_PARSE_NUL);
-	assert_int_equal(mail(LIT("FROM:<a@b>\0"), addr, &prm),
-	    SMTP_PARSE_NUL);
-	assert_int_equal(mail(LIT("FROM:<a@b>\tSIZE=1"), addr, &prm),
-	    SMTP_PARSE_NUL);
-	assert_int_equal(mail(LIT("FROM:<\"a\tb\"@c>"), addr, &prm),
-	    SMTP_PARSE_NUL);
-	assert_int_equal(mail(LIT("FROM:<a\r@b>"), addr, &prm),
-	    SMTP_PARSE_NUL);
-	assert_int_equal(mail(LIT("FROM:<a@b\x7f>"), addr, &prm),
-	    SMTP_PARSE_NUL);
-	assert_int_equal(mail(LIT("FROM:<a@b> SIZE=1\x1b"), addr, &prm),
-	    SMTP_PARSE_NUL);
+	assert_int_equal(mail(LIT("FROM:<a\0@b>"), addr, &prm), SMTP_PARSE_NUL);
+	assert_int_equal(mail(LIT("FROM:<a@b>\0"), addr, &prm), SMTP_PARSE_NUL);
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b>\tSIZE=1"), addr, &prm), SMTP_PARSE_NUL);
+	assert_int_equal(
+	    mail(LIT("FROM:<\"a\tb\"@c>"), addr, &prm), SMTP_PARSE_NUL);
+	assert_int_equal(mail(LIT("FROM:<a\r@b>"), addr, &prm), SMTP_PARSE_NUL);
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b\x7f>"), addr, &prm), SMTP_PARSE_NUL);
+	assert_int_equal(
+	    mail(LIT("FROM:<a@b> SIZE=1\x1b"), addr, &prm), SMTP_PARSE_NUL);
 }
 
 static void
@@ -650,14 +656,14 @@ test_mail_lengths(void **state)
 	assert_int_equal(mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_OK);
 	assert_int_equal(strlen(addr), 66);
 	(void)snprintf(arg, sizeof(arg), "FROM:<%s@b>", l65);
-	assert_int_equal(mail(arg, strlen(arg), addr, &prm),
-	    SMTP_PARSE_TOO_LONG);
+	assert_int_equal(
+	    mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_TOO_LONG);
 	/* The same with quotes: the quotes count. */
 	(void)snprintf(arg, sizeof(arg), "FROM:<\"%.62s\"@b>", l64);
 	assert_int_equal(mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_OK);
 	(void)snprintf(arg, sizeof(arg), "FROM:<\"%.63s\"@b>", l64);
-	assert_int_equal(mail(arg, strlen(arg), addr, &prm),
-	    SMTP_PARSE_TOO_LONG);
+	assert_int_equal(
+	    mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_TOO_LONG);
 
 	/* Path: 256 octets with its brackets (RFC 5321 4.5.3.1.3). */
 	(void)snprintf(arg, sizeof(arg), "FROM:<%s@%s>", l64, d189);
@@ -665,32 +671,29 @@ test_mail_lengths(void **state)
 	assert_int_equal(mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_OK);
 	assert_int_equal(strlen(addr), 254);
 	(void)snprintf(arg, sizeof(arg), "FROM:<%s@%s>", l64, d190);
-	assert_int_equal(mail(arg, strlen(arg), addr, &prm),
-	    SMTP_PARSE_TOO_LONG);
+	assert_int_equal(
+	    mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_TOO_LONG);
 	/* The source route counts in the path. */
 	(void)snprintf(arg, sizeof(arg), "FROM:<@r:%.61s@%s>", l64, d189);
 	assert_int_equal(strlen(arg) - 5, 256);
 	assert_int_equal(mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_OK);
 	assert_int_equal(strlen(addr), 251);
 	(void)snprintf(arg, sizeof(arg), "FROM:<@r:%.62s@%s>", l64, d189);
-	assert_int_equal(mail(arg, strlen(arg), addr, &prm),
-	    SMTP_PARSE_TOO_LONG);
+	assert_int_equal(
+	    mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_TOO_LONG);
 	/* Domain over 255 octets (RFC 5321 4.5.3.1.2). */
 	(void)snprintf(arg, sizeof(arg), "FROM:<a@%s>", d256);
-	assert_int_equal(mail(arg, strlen(arg), addr, &prm),
-	    SMTP_PARSE_TOO_LONG);
+	assert_int_equal(
+	    mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_TOO_LONG);
 	(void)snprintf(arg, sizeof(arg), "FROM:<a@%s", d256);
-	assert_int_equal(mail(arg, strlen(arg), addr, &prm),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(mail(arg, strlen(arg), addr, &prm), SMTP_PARSE_SYNTAX);
 
 	/* A buffer too small for the mailbox is not overrun. */
 	memset(small, 'z', sizeof(small));
-	assert_int_equal(smtp_parse_mail(LIT("FROM:<abc@def>"), small, 7,
-			     &prm),
+	assert_int_equal(smtp_parse_mail(LIT("FROM:<abc@def>"), small, 7, &prm),
 	    SMTP_PARSE_TOO_LONG);
 	assert_int_equal(small[7], 'z');
-	assert_int_equal(smtp_parse_mail(LIT("FROM:<abc@de>"), small, 7,
-			     &prm),
+	assert_int_equal(smtp_parse_mail(LIT("FROM:<abc@de>"), small, 7, &prm),
 	    SMTP_PARSE_OK);
 	assert_string_equal(small, "abc@de");
 	assert_int_equal(smtp_parse_mail(LIT("FROM:<>"), NULL, 0, &prm),
@@ -722,51 +725,51 @@ test_rcpt(void **state)
 	rcpt_ok("TO:<PostMaster>", false, "postmaster");
 	rcpt_ok("TO: <POSTMASTER>", false, "postmaster");
 	rcpt_ok("TO:<Postmaster@Example.com>", false, "Postmaster@Example.com");
-	assert_int_equal(rcpt_rc("TO:<\"postmaster\">", false),
-	    SMTP_PARSE_SYNTAX);
-	assert_int_equal(rcpt_rc("TO:<@r:postmaster>", false),
-	    SMTP_PARSE_SYNTAX);
-	assert_int_equal(rcpt_rc("TO:<postmasters>", false),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    rcpt_rc("TO:<\"postmaster\">", false), SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    rcpt_rc("TO:<@r:postmaster>", false), SMTP_PARSE_SYNTAX);
+	assert_int_equal(rcpt_rc("TO:<postmasters>", false), SMTP_PARSE_SYNTAX);
 	assert_int_equal(rcpt_rc("TO:<bob>", false), SMTP_PARSE_SYNTAX);
 
 	/* The null path is no forward-path; brackets are required. */
 	assert_int_equal(rcpt_rc("TO:<>", false), SMTP_PARSE_SYNTAX);
-	assert_int_equal(rcpt_rc("TO:bob@example.com", false),
-	    SMTP_PARSE_SYNTAX);
-	assert_int_equal(rcpt_rc("TO:  <bob@example.com>", false),
-	    SMTP_PARSE_SYNTAX);
-	assert_int_equal(rcpt_rc("FROM:<bob@example.com>", false),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    rcpt_rc("TO:bob@example.com", false), SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    rcpt_rc("TO:  <bob@example.com>", false), SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    rcpt_rc("FROM:<bob@example.com>", false), SMTP_PARSE_SYNTAX);
 	assert_int_equal(rcpt_rc("", false), SMTP_PARSE_SYNTAX);
-	assert_int_equal(rcpt_rc("TO:<bob@example.com>x", false),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    rcpt_rc("TO:<bob@example.com>x", false), SMTP_PARSE_SYNTAX);
 
 	/* No RCPT parameter is offered. */
 	assert_int_equal(rcpt_rc("TO:<bob@example.com> NOTIFY=NEVER", false),
 	    SMTP_PARSE_PARAM);
-	assert_int_equal(rcpt_rc("TO:<bob@example.com> ORCPT=rfc822;b@c",
-			     false),
+	assert_int_equal(
+	    rcpt_rc("TO:<bob@example.com> ORCPT=rfc822;b@c", false),
 	    SMTP_PARSE_PARAM);
-	assert_int_equal(rcpt_rc("TO:<postmaster> SIZE=1", false),
-	    SMTP_PARSE_PARAM);
-	assert_int_equal(rcpt_rc("TO:<bob@example.com> =", false),
-	    SMTP_PARSE_PARAM);
+	assert_int_equal(
+	    rcpt_rc("TO:<postmaster> SIZE=1", false), SMTP_PARSE_PARAM);
+	assert_int_equal(
+	    rcpt_rc("TO:<bob@example.com> =", false), SMTP_PARSE_PARAM);
 
 	/* 8-bit only in an SMTPUTF8 transaction, valid UTF-8 only. */
-	assert_int_equal(rcpt_rc("TO:<j\xc3\xb6rg@example.com>", false),
-	    SMTP_PARSE_SYNTAX);
-	rcpt_ok("TO:<j\xc3\xb6rg@example.com>", true, "j\xc3\xb6rg@example.com");
+	assert_int_equal(
+	    rcpt_rc("TO:<j\xc3\xb6rg@example.com>", false), SMTP_PARSE_SYNTAX);
+	rcpt_ok(
+	    "TO:<j\xc3\xb6rg@example.com>", true, "j\xc3\xb6rg@example.com");
 	rcpt_ok("TO:<a@\xe4\xbe\x8b\xe3\x81\x88.jp>", true,
 	    "a@\xe4\xbe\x8b\xe3\x81\x88.jp");
-	assert_int_equal(rcpt_rc("TO:<j\xf6rg@example.com>", true),
-	    SMTP_PARSE_SYNTAX);
+	assert_int_equal(
+	    rcpt_rc("TO:<j\xf6rg@example.com>", true), SMTP_PARSE_SYNTAX);
 
 	/* Control bytes. */
-	assert_int_equal(rcpt(LIT("TO:<b\0b@example.com>"), false, addr),
-	    SMTP_PARSE_NUL);
-	assert_int_equal(rcpt(LIT("TO:<bob@example.com>\n"), false, addr),
-	    SMTP_PARSE_NUL);
+	assert_int_equal(
+	    rcpt(LIT("TO:<b\0b@example.com>"), false, addr), SMTP_PARSE_NUL);
+	assert_int_equal(
+	    rcpt(LIT("TO:<bob@example.com>\n"), false, addr), SMTP_PARSE_NUL);
 }
 
 static void
@@ -777,13 +780,13 @@ test_rcpt_lengths(void **state)
 
 	(void)state;
 	(void)snprintf(arg, sizeof(arg), "TO:<%s@b>", l65);
-	assert_int_equal(rcpt(arg, strlen(arg), false, addr),
-	    SMTP_PARSE_TOO_LONG);
+	assert_int_equal(
+	    rcpt(arg, strlen(arg), false, addr), SMTP_PARSE_TOO_LONG);
 	(void)snprintf(arg, sizeof(arg), "TO:<%.64s@%s>", l65, d189);
 	assert_int_equal(rcpt(arg, strlen(arg), false, addr), SMTP_PARSE_OK);
 	(void)snprintf(arg, sizeof(arg), "TO:<%.64s@%s>", l65, d190);
-	assert_int_equal(rcpt(arg, strlen(arg), false, addr),
-	    SMTP_PARSE_TOO_LONG);
+	assert_int_equal(
+	    rcpt(arg, strlen(arg), false, addr), SMTP_PARSE_TOO_LONG);
 	/* "postmaster" does not fit in 4 bytes: refused, not cut. */
 	assert_int_equal(smtp_parse_rcpt(LIT("TO:<postmaster>"), false, small,
 			     sizeof(small)),
@@ -809,8 +812,8 @@ test_helo(void **state)
 	assert_int_equal(helo(LIT("[IPv6:::1]")), SMTP_PARSE_OK);
 	assert_int_equal(helo(LIT("h\xc3\xb6st.example")), SMTP_PARSE_OK);
 	/* Only the first word counts. */
-	assert_int_equal(helo(LIT("client.example.com extra words")),
-	    SMTP_PARSE_OK);
+	assert_int_equal(
+	    helo(LIT("client.example.com extra words")), SMTP_PARSE_OK);
 	assert_int_equal(helo(LIT("  client  ")), SMTP_PARSE_OK);
 	assert_int_equal(helo(LIT("[1.2.3.4] x")), SMTP_PARSE_OK);
 
@@ -891,10 +894,11 @@ static void
 test_random_input(void **state)
 {
 	static const char *tok[] = { "<", ">", "@", ":", ",", ".", "\"", "\\",
-		" ", "=", "a", "Z", "9", "-", "[", "]", "FROM:", "TO:",
-		"SIZE=", "BODY=8BITMIME", "SMTPUTF8", "postmaster", "\xc3\xa9",
-		"\xc3", "\x80", "\0", "\t", "\r", "\n", "HELO", "MAIL " };
-	char buf[600], addr[SMTP_PATH_MAX + 1];
+		" ", "=", "a", "Z", "9", "-", "[", "]",
+		"FROM:", "TO:", "SIZE=", "BODY=8BITMIME", "SMTPUTF8",
+		"postmaster", "\xc3\xa9", "\xc3", "\x80", "\0", "\t", "\r",
+		"\n", "HELO", "MAIL " };
+	char buf[600] = { 0 }, addr[SMTP_PATH_MAX + 1];
 	struct smtp_mail_params prm;
 	struct smtp_command c;
 	uint32_t seed = 12345;
@@ -909,7 +913,7 @@ test_random_input(void **state)
 			const char *t = tok[rnd(&seed) % ntok];
 			size_t tl = t[0] == '\0' ? 1 : strlen(t);
 
-			memcpy(buf + len, t, tl);
+			put_bytes(buf + len, t, tl);
 			len += tl;
 		}
 		p = dup_exact(buf, len);
@@ -917,8 +921,8 @@ test_random_input(void **state)
 		assert_true(valid_result(rc));
 		if (rc == SMTP_PARSE_OK)
 			assert_true(strlen(addr) <= SMTP_PATH_MAX - 2);
-		rc = smtp_parse_rcpt(p, len, (iter & 1) != 0, addr,
-		    sizeof(addr));
+		rc = smtp_parse_rcpt(
+		    p, len, (iter & 1) != 0, addr, sizeof(addr));
 		assert_true(valid_result(rc));
 		assert_true(valid_result(smtp_parse_helo(p, len)));
 		rc = smtp_parse_command(p, len, &c);

@@ -24,8 +24,8 @@
 
 /* Parses a heap copy of exactly n bytes so that an over-read is caught. */
 static int
-test_parse_n(int (*fn)(const char *, int64_t *), const char *s, size_t n,
-    int64_t *ms)
+test_parse_n(
+    int (*fn)(const char *, int64_t *), const char *s, size_t n, int64_t *ms)
 {
 	char *copy = malloc(n + 1);
 	int rc;
@@ -57,8 +57,8 @@ test_time_format_rfc3339(void **state)
 	char buf[32];
 
 	(void)state;
-	assert_string_equal(time_format_rfc3339(0, buf, sizeof(buf)),
-	    "1970-01-01T00:00:00Z");
+	assert_string_equal(
+	    time_format_rfc3339(0, buf, sizeof(buf)), "1970-01-01T00:00:00Z");
 	assert_string_equal(time_format_rfc3339_ms(0, buf, sizeof(buf)),
 	    "1970-01-01T00:00:00.000Z");
 	assert_string_equal(time_format_rfc3339(T_2026, buf, sizeof(buf)),
@@ -70,9 +70,9 @@ test_time_format_rfc3339(void **state)
 	    "1969-12-31T23:59:59.999Z");
 	assert_string_equal(time_format_rfc3339_ms(-1000, buf, sizeof(buf)),
 	    "1969-12-31T23:59:59.000Z");
-	assert_string_equal(time_format_rfc3339_ms((int64_t)1709208000 * 1000 +
-		5,
-		buf, sizeof(buf)),
+	assert_string_equal(
+	    time_format_rfc3339_ms(
+		(int64_t)1709208000 * 1000 + 5, buf, sizeof(buf)),
 	    "2024-02-29T12:00:00.005Z");
 	/* A short buffer is cut and still terminated. */
 	assert_string_equal(time_format_rfc3339(T_2026, buf, 5), "2026");
@@ -98,8 +98,8 @@ test_time_format_rfc5322(void **state)
 	/* Whatever locale is set, the names stay English. */
 	if (setlocale(LC_ALL, "de_DE.UTF-8") != NULL ||
 	    setlocale(LC_ALL, "fr_FR.UTF-8") != NULL) {
-		assert_string_equal(time_format_rfc5322(T_2026, buf,
-					sizeof(buf)),
+		assert_string_equal(
+		    time_format_rfc5322(T_2026, buf, sizeof(buf)),
 		    "Sat, 28 Nov 2026 00:31:27 +0000");
 		setlocale(LC_ALL, "C");
 	}
@@ -147,8 +147,8 @@ test_time_duration(void **state)
 	for (i = 0; i < sizeof(big) / sizeof(big[0]); i++)
 		assert_int_equal(time_parse_duration(big[i], &ms), -ERANGE);
 	/* Overflowing digits followed by garbage are still garbage. */
-	assert_int_equal(time_parse_duration("99999999999999999999x", &ms),
-	    -EINVAL);
+	assert_int_equal(
+	    time_parse_duration("99999999999999999999x", &ms), -EINVAL);
 	assert_int_equal(time_parse_duration(NULL, &ms), -EINVAL);
 }
 
@@ -175,7 +175,8 @@ test_time_rfc3339_ok(void **state)
 		{ "1969-12-31T23:59:59Z", -1000 },
 		{ "1970-01-01T00:00:00Z", 0 },
 		{ "9999-12-31T23:59:59Z", (int64_t)253402300799 * 1000 },
-		/* A leap second counts as the first second of the next minute. */
+		/* A leap second counts as the first second of the next minute.
+		 */
 		{ "2016-12-31T23:59:60Z", ((int64_t)1483228799 + 1) * 1000 },
 	};
 	size_t i;
@@ -195,12 +196,12 @@ test_time_rfc3339_bad(void **state)
 	static const char *const bad[] = {
 		"",
 		"2026-11-28",
-		"2026-11-28T00:31:27",       /* no offset */
-		"2026-11-28T00:31Z",         /* no seconds */
-		"2023-02-29T00:00:00Z",      /* not a leap year */
-		"1900-02-29T00:00:00Z",      /* century, not a leap year */
-		"2024-02-30T00:00:00Z",      /* Feb 30 */
-		"2026-04-31T00:00:00Z",      /* April has 30 days */
+		"2026-11-28T00:31:27",	/* no offset */
+		"2026-11-28T00:31Z",	/* no seconds */
+		"2023-02-29T00:00:00Z", /* not a leap year */
+		"1900-02-29T00:00:00Z", /* century, not a leap year */
+		"2024-02-30T00:00:00Z", /* Feb 30 */
+		"2026-04-31T00:00:00Z", /* April has 30 days */
 		"2026-13-01T00:00:00Z",
 		"2026-00-01T00:00:00Z",
 		"2026-01-00T00:00:00Z",
@@ -248,8 +249,8 @@ test_time_rfc3339_cut(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(full) / sizeof(full[0]); i++) {
 		for (n = 0; n < strlen(full[i]); n++)
-			assert_int_equal(test_parse_n(time_parse_rfc3339,
-					     full[i], n, &ms),
+			assert_int_equal(
+			    test_parse_n(time_parse_rfc3339, full[i], n, &ms),
 			    -EINVAL);
 		assert_int_equal(test_parse_n(time_parse_rfc3339, full[i],
 				     strlen(full[i]), &ms),
@@ -266,7 +267,7 @@ test_time_rfc3339_roundtrip(void **state)
 
 	(void)state;
 	for (t = -(int64_t)86400000 * 366 * 3; t < (int64_t)86400000 * 366 * 80;
-	    t += (int64_t)86400000 * 7 + 3600 * 1000 + 61 * 1000 + 7) {
+	     t += (int64_t)86400000 * 7 + 3600000 + 61000 + 7) {
 		time_format_rfc3339_ms(t, buf, sizeof(buf));
 		assert_int_equal(time_parse_rfc3339(buf, &back), 0);
 		assert_true(back == t);
@@ -295,19 +296,20 @@ test_time_rfc5322(void **state)
 		{ "Mon, 20 Dec 2021 20:33 UTC", T_MAILGUN - 21000 },
 		{ "Sat, 1 Jan 2022 00:00:00 GMT", (int64_t)1640995200 * 1000 },
 		{ "Sat, 01 Jan 2022 00:00:00 Z", (int64_t)1640995200 * 1000 },
-		{ "Thu, 29 Feb 2024 12:00:00 +0000", (int64_t)1709208000 * 1000 },
+		{ "Thu, 29 Feb 2024 12:00:00 +0000",
+		    (int64_t)1709208000 * 1000 },
 	};
 	static const char *const bad[] = {
 		"",
-		"Mon, 20 Dec 2021 20:33:21",       /* no zone */
+		"Mon, 20 Dec 2021 20:33:21",	   /* no zone */
 		"Mon, 20 Dec 2021 20:33:21 EST",   /* unknown zone */
 		"Mon, 20 Dec 2021 20:33:21 +05",   /* short offset */
 		"Mon, 20 Dec 2021 20:33:21 +2400", /* offset hour */
 		"Mon, 20 Dec 2021 20:33:21 +0060", /* offset minute */
 		"Mon, 20 Foo 2021 20:33:21 UTC",   /* month */
 		"Xyz, 20 Dec 2021 20:33:21 UTC",   /* weekday */
-		"Mon 20 Dec 2021 20:33:21 UTC",    /* weekday without comma */
-		"Mon, 20 Dec 21 20:33:21 UTC",     /* two-digit year */
+		"Mon 20 Dec 2021 20:33:21 UTC",	   /* weekday without comma */
+		"Mon, 20 Dec 21 20:33:21 UTC",	   /* two-digit year */
 		"Mon, 30 Feb 2021 20:33:21 UTC",   /* Feb 30 */
 		"Mon, 29 Feb 2021 20:33:21 UTC",   /* not a leap year */
 		"Mon, 00 Dec 2021 20:33:21 UTC",
@@ -339,8 +341,8 @@ test_time_rfc5322(void **state)
 	}
 	assert_int_equal(time_parse_rfc5322(NULL, &ms), -EINVAL);
 	for (n = 0; n < strlen(full); n++)
-		assert_int_equal(test_parse_n(time_parse_rfc5322, full, n, &ms),
-		    -EINVAL);
+		assert_int_equal(
+		    test_parse_n(time_parse_rfc5322, full, n, &ms), -EINVAL);
 	/* What we format, we parse. */
 	{
 		char buf[40];
@@ -366,8 +368,8 @@ test_time_when(void **state)
 	assert_true(ms == now);
 	assert_int_equal(time_parse_when("2021-12-20T20:33:21Z", now, &ms), 0);
 	assert_true(ms == T_MAILGUN);
-	assert_int_equal(time_parse_when("2021-12-20T21:33:21+01:00", now, &ms),
-	    0);
+	assert_int_equal(
+	    time_parse_when("2021-12-20T21:33:21+01:00", now, &ms), 0);
 	assert_true(ms == T_MAILGUN);
 	/* A bare date is that day's midnight UTC. */
 	assert_int_equal(time_parse_when("2021-12-20", now, &ms), 0);
@@ -378,8 +380,8 @@ test_time_when(void **state)
 	assert_int_equal(time_parse_when("-1h", now, &ms), -EINVAL);
 	assert_int_equal(time_parse_when("", now, &ms), -EINVAL);
 	assert_int_equal(time_parse_when("24", now, &ms), -EINVAL);
-	assert_int_equal(time_parse_when("99999999999999999999d", now, &ms),
-	    -EINVAL);
+	assert_int_equal(
+	    time_parse_when("99999999999999999999d", now, &ms), -EINVAL);
 	assert_int_equal(time_parse_when(NULL, now, &ms), -EINVAL);
 	assert_true(ms == 42);
 	/* now - duration must not wrap around. */
