@@ -1,8 +1,10 @@
 /*
  * redrived: the daemon's main.  It loads the configuration, opens the
- * store, starts the relay on the one libuv loop, and runs until SIGTERM or
- * SIGINT; then it stops accepting, lets open SMTP transactions finish
- * (bounded), drains the store and exits 0.  SIGHUP reopens the logs.
+ * store, starts the relay and the forwarder (when [mailgun] api_key and
+ * domain are set) on the one libuv loop, and runs until SIGTERM or SIGINT;
+ * then it stops accepting, lets open SMTP transactions finish (bounded),
+ * closes the forwarder (requests in flight are canceled; their messages
+ * stay queued), drains the store and exits 0.  SIGHUP reopens the logs.
  * The loop is owned here; uv_loop_close() must succeed at the end, which
  * proves every handle was closed.
  */
@@ -17,6 +19,7 @@
 #include <uv.h>
 
 #include "redrive/config.h"
+#include "redrive/forward.h"
 #include "redrive/log.h"
 #include "redrive/smtp_server.h"
 #include "redrive/store.h"
@@ -30,6 +33,7 @@ struct redrived {
 	struct config cfg;
 	struct store *store;
 	struct smtp_server *smtp;
+	struct forward *fwd;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	uv_signal_t sighup;
@@ -53,15 +57,63 @@ redrived_usage(FILE *f)
 	    "SIGTERM/SIGINT stop it cleanly; SIGHUP reopens the logs.\n");
 }
 
+/*
+ * The last step of a shutdown: the forwarder goes first (its canceled
+ * requests record nothing; its record jobs already queued still run),
+ * then the store drains and closes.
+ */
+static void
+redrived_close_rest(struct redrived *d)
+{
+	forward_close(d->fwd);
+	d->fwd = NULL;
+	store_close(d->store);
+	d->store = NULL;
+}
+
 static void
 redrived_smtp_done_cb(void *arg)
 {
 	struct redrived *d = arg;
 
 	d->smtp = NULL;
-	/* Every transaction has had its answer: drain and close the store. */
-	store_close(d->store);
-	d->store = NULL;
+	/* Every transaction has had its answer. */
+	redrived_close_rest(d);
+}
+
+/* A message was stored: the forwarder may have work. */
+static void
+redrived_stored_cb(int64_t id, void *arg)
+{
+	struct redrived *d = arg;
+
+	(void)id;
+	forward_kick(d->fwd);
+}
+
+/*
+ * Starts the forwarder when [mailgun] api_key and domain are set; without
+ * them messages are stored and stay queued (one warning says so).
+ */
+static int
+redrived_forwarder(struct redrived *d)
+{
+	const struct config *c = &d->cfg;
+	int rc;
+
+	if (c->mailgun.api_key == NULL || c->mailgun.api_key[0] == '\0' ||
+	    c->mailgun.domain == NULL || c->mailgun.domain[0] == '\0') {
+		log_warn("forwarder off: no [mailgun] api_key/domain; messages "
+			 "stay queued",
+		    LF_END);
+		return 0;
+	}
+	rc = forward_new(&d->fwd, &d->loop, c, d->store);
+	if (rc < 0)
+		return rc;
+	if (d->smtp != NULL)
+		smtp_server_on_stored(d->smtp, redrived_stored_cb, d);
+	return 0;
 }
 
 static void
@@ -77,10 +129,8 @@ redrived_stop(struct redrived *d, const char *why)
 	if (d->smtp != NULL) {
 		smtp_server_shutdown(
 		    d->smtp, REDRIVED_GRACE_MS, redrived_smtp_done_cb, d);
-	} else {
-		store_close(d->store);
-		d->store = NULL;
-	}
+	} else
+		redrived_close_rest(d);
 }
 
 static void
@@ -222,6 +272,12 @@ main(int argc, char **argv)
 			    d.cfg.relay.listen, uv_strerror(rc));
 			goto out_stop;
 		}
+	}
+	rc = redrived_forwarder(&d);
+	if (rc < 0) {
+		fprintf(stderr, "redrived: cannot start the forwarder: %s\n",
+		    uv_strerror(rc));
+		goto out_stop;
 	}
 	log_info("redrived started", LF_STR("version", REDRIVE_VERSION),
 	    LF_STR("config", path != NULL ? path : "(defaults)"),

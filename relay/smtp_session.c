@@ -36,9 +36,9 @@
 #include "smtp_int.h"
 
 /* Replies waiting in the output buffer at most; past it, reading pauses. */
-#define SMTP_OUT_MAX (64 * 1024)
+#define SMTP_OUT_MAX ((size_t)64 * 1024)
 /* Bytes queued in libuv for writing at most before reading pauses. */
-#define SMTP_WRITE_QUEUE_MAX (256 * 1024)
+#define SMTP_WRITE_QUEUE_MAX ((size_t)256 * 1024)
 /* The Received field is at most this long. */
 #define SMTP_RECEIVED_MAX 1024
 
@@ -722,12 +722,12 @@ smtp_session_clean_name(char *dst, size_t dstlen, const char *src)
 	size_t i;
 
 	for (i = 0; src[i] != '\0' && i + 1 < dstlen; i++) {
-		unsigned char c = (unsigned char)src[i];
+		char c = src[i];
 
-		dst[i] = (c > 0x20 && c < 0x7f && c != '(' && c != ')' &&
-			     c != '\\' && c != ';')
-		    ? (char)c
-		    : '_';
+		if (c <= 0x20 || c >= 0x7f || c == '(' || c == ')' ||
+		    c == '\\' || c == ';')
+			c = '_';
+		dst[i] = c;
 	}
 	dst[i] = '\0';
 }

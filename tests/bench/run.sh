@@ -5,10 +5,10 @@
 # spread.  Postfix itself is not started.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
-B="$top/build"
+B="${REDRIVE_BUILD:-$top/build}"
 RUNS=${RUNS:-3}
 MSGS=${MSGS:-4000}
-work="$B/bench"
+work="$top/build/bench"
 rm -rf "$work"
 mkdir -p "$work"
 
@@ -70,11 +70,11 @@ fsync_med=$(echo $fs | tr ' ' '\n' | median)
 fsync_spr=$(echo $fs | tr ' ' '\n' | spread)
 
 printf '\n%-34s %10s  %s\n' "measurement" "median" "spread (runs=$RUNS)"
-printf '%-34s %10s  %s\n' "disk: 4 KiB write+fdatasync /s" "$fsync_med" "$fsync_spr"
+printf '%-44s %8s  %s\n' "disk: 4 KiB write+fdatasync /s" "$fsync_med" "$fsync_spr"
 for sess in 1 20; do
 	rs=""
 	for r in $(seq "$RUNS"); do rs="$rs $(run_one $sess 4096)"; done
-	printf '%-34s %10s  %s\n' "relay accept msg/s, $sess client(s), 4 KiB" \
+	printf '%-44s %8s  %s\n' "relay accept msg/s, $sess client(s), 4 KiB" \
 	    "$(echo $rs | tr ' ' '\n' | median)" "$(echo $rs | tr ' ' '\n' | spread)"
 done
 stored=$("$B/redrive" --db "$work/redrive.db" log --limit 1 --json | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["id"])')

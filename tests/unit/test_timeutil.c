@@ -361,7 +361,7 @@ test_time_when(void **state)
 
 	(void)state;
 	assert_int_equal(time_parse_when("15m", now, &ms), 0);
-	assert_true(ms == now - 15 * 60 * 1000);
+	assert_true(ms == now - (int64_t)15 * 60 * 1000);
 	assert_int_equal(time_parse_when("7d", now, &ms), 0);
 	assert_true(ms == now - (int64_t)7 * 86400000);
 	assert_int_equal(time_parse_when("0s", now, &ms), 0);
