@@ -39,6 +39,7 @@ struct cli {
 /* A command: argv[0] is its name; returns an exit code. */
 int cmd_log_run(const struct cli *cli, int argc, char **argv);
 int cmd_show_run(const struct cli *cli, int argc, char **argv);
+int cmd_retry_run(const struct cli *cli, int argc, char **argv);
 
 /*
  * Builds the `log --json` object of row (DESIGN.md's fields).  detail adds

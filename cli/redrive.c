@@ -18,6 +18,7 @@ struct redrive_cmd {
 static const struct redrive_cmd redrive_cmds[] = {
 	{ "log", cmd_log_run },
 	{ "show", cmd_show_run },
+	{ "retry", cmd_retry_run },
 };
 
 static void
@@ -27,7 +28,8 @@ redrive_usage(FILE *fp)
 	      "       redrive --help | --version\n"
 	      "\n"
 	      "Reads redrive's mail log from its store; the daemon need not "
-	      "run.\n"
+	      "run, except\n"
+	      "for retry, whose change the daemon carries out.\n"
 	      "\n"
 	      "Commands:\n"
 	      "  log [--status S[,S...]] [--to ADDR] [--from ADDR] "
@@ -39,6 +41,11 @@ redrive_usage(FILE *fp)
 	      "                     one message: recipients, sends, events; "
 	      "--raw prints\n"
 	      "                     the stored message bytes\n"
+	      "  retry ID [--recipient ADDR]\n"
+	      "                     re-drive now: makes the message's "
+	      "retrying, failed or\n"
+	      "                     queued recipients due for the running "
+	      "daemon\n"
 	      "\n"
 	      "Options:\n"
 	      "  -c, --config FILE  the configuration naming the store "

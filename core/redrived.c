@@ -20,6 +20,8 @@
 
 #include "redrive/config.h"
 #include "redrive/forward.h"
+#include "redrive/redrive.h"
+#include "redrive/tracker.h"
 #include "redrive/log.h"
 #include "redrive/smtp_server.h"
 #include "redrive/store.h"
@@ -34,6 +36,9 @@ struct redrived {
 	struct store *store;
 	struct smtp_server *smtp;
 	struct forward *fwd;
+	struct redrive *redrive;
+	struct tracker *tracker;
+	int closing; /* listeners (relay, tracker) still shutting down */
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	uv_signal_t sighup;
@@ -65,6 +70,8 @@ redrived_usage(FILE *f)
 static void
 redrived_close_rest(struct redrived *d)
 {
+	redrive_close(d->redrive);
+	d->redrive = NULL;
 	forward_close(d->fwd);
 	d->fwd = NULL;
 	store_close(d->store);
@@ -78,7 +85,26 @@ redrived_smtp_done_cb(void *arg)
 
 	d->smtp = NULL;
 	/* Every transaction has had its answer. */
-	redrived_close_rest(d);
+	if (--d->closing == 0)
+		redrived_close_rest(d);
+}
+
+static void
+redrived_tracker_done_cb(void *arg)
+{
+	struct redrived *d = arg;
+
+	d->tracker = NULL;
+	if (--d->closing == 0)
+		redrived_close_rest(d);
+}
+
+static void
+redrived_kick_cb(void *arg)
+{
+	struct redrived *d = arg;
+
+	forward_kick(d->fwd);
 }
 
 /* A message was stored: the forwarder may have work. */
@@ -113,7 +139,9 @@ redrived_forwarder(struct redrived *d)
 		return rc;
 	if (d->smtp != NULL)
 		smtp_server_on_stored(d->smtp, redrived_stored_cb, d);
-	return 0;
+	/* Re-drives share the forwarder's client and its concurrency. */
+	return redrive_new(&d->redrive, &d->loop, c, d->store,
+	    forward_mailgun(d->fwd), redrived_kick_cb, d);
 }
 
 static void
@@ -126,10 +154,18 @@ redrived_stop(struct redrived *d, const char *why)
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
+	/* The listeners first; the rest once both have finished. */
+	d->closing = 1;
 	if (d->smtp != NULL) {
+		d->closing++;
 		smtp_server_shutdown(
 		    d->smtp, REDRIVED_GRACE_MS, redrived_smtp_done_cb, d);
-	} else
+	}
+	if (d->tracker != NULL) {
+		d->closing++;
+		tracker_shutdown(d->tracker, redrived_tracker_done_cb, d);
+	}
+	if (--d->closing == 0)
 		redrived_close_rest(d);
 }
 
@@ -273,6 +309,14 @@ main(int argc, char **argv)
 			goto out_stop;
 		}
 	}
+	if (d.cfg.tracker.enabled) {
+		rc = tracker_start(&d.tracker, &d.loop, &d.cfg, d.store);
+		if (rc < 0) {
+			fprintf(stderr, "redrived: cannot listen on %s: %s\n",
+			    d.cfg.tracker.listen, uv_strerror(rc));
+			goto out_stop;
+		}
+	}
 	rc = redrived_forwarder(&d);
 	if (rc < 0) {
 		fprintf(stderr, "redrived: cannot start the forwarder: %s\n",
@@ -283,6 +327,8 @@ main(int argc, char **argv)
 	    LF_STR("config", path != NULL ? path : "(defaults)"),
 	    LF_STR("store", d.cfg.store.path),
 	    LF_STR("relay", d.cfg.relay.enabled ? d.cfg.relay.listen : "off"),
+	    LF_STR("tracker",
+		d.cfg.tracker.enabled ? d.cfg.tracker.listen : "off"),
 	    LF_END);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	ret = 0;

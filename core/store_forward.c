@@ -36,6 +36,12 @@
 #include "redrive/store.h"
 #include "store_int.h"
 
+/* Due messages read beyond what is asked, in case some cannot load. */
+#define STORE_FORWARD_SLACK 16
+
+/* A sanity bound on what one next job is asked for and told to skip. */
+#define STORE_FORWARD_MAX_ASK ((size_t)1000000)
+
 /* The longest last_error or reason kept (Mailgun's text is cut first). */
 #define STORE_FORWARD_TEXT_MAX 1024
 
@@ -288,8 +294,8 @@ store_forward_load_rcpts(
 	    m->nrcpts < STORE_FORWARD_MAX_RCPTS) {
 		a = sqlite3_column_text(st, 1);
 		m->rcpts[m->nrcpts].id = sqlite3_column_int64(st, 0);
-		m->rcpts[m->nrcpts].address = strdup(a != NULL ? (const char *)a
-							       : "");
+		m->rcpts[m->nrcpts].address =
+		    strdup(a != NULL ? (const char *)a : "");
 		if (m->rcpts[m->nrcpts].address == NULL) {
 			rc = SQLITE_NOMEM;
 			goto out;
@@ -411,7 +417,8 @@ store_forward_next_run(sqlite3 *db, struct store_job *job)
 	j->batch = calloc(1, sizeof(*j->batch));
 	if (j->batch != NULL)
 		j->batch->msgs = calloc(j->max, sizeof(*j->batch->msgs));
-	limit = (int64_t)j->max + (int64_t)j->nexclude;
+	/* Room for the excluded ones and a few that fail to load. */
+	limit = (int64_t)j->max + (int64_t)j->nexclude + STORE_FORWARD_SLACK;
 	ids = calloc((size_t)limit, sizeof(*ids));
 	if (j->batch == NULL || j->batch->msgs == NULL || ids == NULL) {
 		rc = SQLITE_NOMEM;
@@ -438,7 +445,7 @@ store_forward_next_run(sqlite3 *db, struct store_job *job)
 
 	rc = SQLITE_OK;
 	for (i = 0; i < nids && j->batch->nmsgs < j->max && rc == SQLITE_OK;
-	    i++)
+	     i++)
 		rc = store_forward_load_msg(db, j, ids[i]);
 	if (rc != SQLITE_OK)
 		goto out;
@@ -497,8 +504,7 @@ store_forward_next(struct store *st, int64_t now, size_t max,
 	int rc;
 
 	if (st == NULL || cb == NULL || max == 0 ||
-	    max > 1000 * STORE_FORWARD_MAX_RCPTS ||
-	    nexclude > 1000 * STORE_FORWARD_MAX_RCPTS ||
+	    max > STORE_FORWARD_MAX_ASK || nexclude > STORE_FORWARD_MAX_ASK ||
 	    (nexclude > 0 && exclude == NULL))
 		return -EINVAL;
 	j = calloc(1, sizeof(*j));
@@ -575,7 +581,8 @@ store_forward_insert_attempt(sqlite3 *db, const struct store_forward_result *r)
 
 /* Applies the outcome to each recipient of the request.  SQLite code. */
 static int
-store_forward_update_rcpts(sqlite3 *db, const struct store_forward_record_job *j)
+store_forward_update_rcpts(
+    sqlite3 *db, const struct store_forward_record_job *j)
 {
 	const struct store_forward_result *r = &j->r;
 	sqlite3_stmt *st = NULL;
@@ -609,7 +616,8 @@ store_forward_update_msg(sqlite3 *db, const struct store_forward_result *r)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	if (r->outcome != STORE_FORWARD_OK && r->outcome != STORE_FORWARD_REJECT)
+	if (r->outcome != STORE_FORWARD_OK &&
+	    r->outcome != STORE_FORWARD_REJECT)
 		return SQLITE_OK;
 	rc = store_forward_prepare(db,
 	    r->outcome == STORE_FORWARD_OK ? store_forward_msg_id_sql
@@ -685,8 +693,8 @@ store_forward_text(int http_status, const char *text)
 	if (text == NULL || text[0] == '\0')
 		text = http_status != 0 ? "(no text)" : "no answer";
 	if (http_status != 0)
-		(void)snprintf(out, STORE_FORWARD_TEXT_MAX, "%d %s",
-		    http_status, text);
+		(void)snprintf(
+		    out, STORE_FORWARD_TEXT_MAX, "%d %s", http_status, text);
 	else
 		(void)snprintf(out, STORE_FORWARD_TEXT_MAX, "%s", text);
 	return out;
@@ -727,8 +735,8 @@ store_forward_record(struct store *st, const struct store_forward_result *r,
 	j->r = *r;
 	j->rcpt_ids = calloc(r->nrcpts, sizeof(*j->rcpt_ids));
 	if (j->rcpt_ids != NULL)
-		memcpy(j->rcpt_ids, r->rcpt_ids,
-		    r->nrcpts * sizeof(*r->rcpt_ids));
+		memcpy(
+		    j->rcpt_ids, r->rcpt_ids, r->nrcpts * sizeof(*r->rcpt_ids));
 	j->via = store_forward_dup(r->via, &bad);
 	j->mailgun_id = store_forward_dup(r->mailgun_id, &bad);
 	j->result = store_forward_dup(r->result, &bad);

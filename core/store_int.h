@@ -28,6 +28,19 @@ int store_errno(int rc);
 
 struct store;
 
+/* The longest SQLite error message the CLI's face keeps. */
+#define STORE_QUERY_ERR_MAX 256
+
+/*
+ * The CLI's synchronous face (store.h): one connection and the message of
+ * its last failure.  Defined here because core/store_query.c and
+ * core/store_events.c (store_db_retry) both use it.
+ */
+struct store_db {
+	sqlite3 *db;
+	char errmsg[STORE_QUERY_ERR_MAX];
+};
+
 /*
  * A unit of work for the store thread (core/store.c).  The submitter owns
  * the job (usually embedded in a larger struct of its own) and keeps it

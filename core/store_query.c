@@ -25,14 +25,8 @@
 #include "store_int.h"
 
 #define STORE_QUERY_BUSY_MS 5000
-#define STORE_QUERY_ERR_MAX 256
 /* No Message-ID or Mailgun id is longer than an SMTP line (RFC 5322 2.1.1). */
 #define STORE_QUERY_ID_MAX 998
-
-struct store_db {
-	sqlite3 *db;
-	char errmsg[STORE_QUERY_ERR_MAX];
-};
 
 /* Status ranks as the derived-status SQL computes them. */
 enum store_query_rank {

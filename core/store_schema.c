@@ -104,6 +104,11 @@ static const char *const store_migrations[] = {
 	"  digest TEXT NOT NULL,"
 	"  at INTEGER NOT NULL"
 	") WITHOUT ROWID;",
+	/*
+	 * 2: webhooks are correlated by the Mailgun id of any send of a
+	 * message (a re-drive gets a new id), so attempts are looked up by it.
+	 */
+	"CREATE INDEX attempts_mailgun_id ON attempts(mailgun_id);",
 };
 
 #define STORE_NMIGRATIONS \

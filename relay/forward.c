@@ -61,17 +61,17 @@ struct forward_req {
 	struct forward *fw;
 	struct forward_req *prev, *next;
 	struct store_forward_msg msg; /* owns the body and recipients */
-	const char **to;              /* points into msg.rcpts */
+	const char **to;	      /* points into msg.rcpts */
 	int64_t *rcpt_ids;
 	int64_t started_at;
-	bool probe;       /* sent while paused, to see if the pause is over */
-	bool in_flight;   /* at Mailgun */
-	bool recording;   /* a record job is out */
+	bool probe;	/* sent while paused, to see if the pause is over */
+	bool in_flight; /* at Mailgun */
+	bool recording; /* a record job is out */
 	bool record_failed;
 	int64_t record_retry_at;
 	unsigned record_failures;
 	struct store_forward_result res; /* what to record */
-	char *mailgun_id;                /* owned copies for res */
+	char *mailgun_id;		 /* owned copies for res */
 	char *result;
 };
 
@@ -86,16 +86,16 @@ struct forward {
 
 	struct forward_req *reqs;
 	size_t nreqs;
-	unsigned jobs;     /* store jobs out whose callback has not run */
+	unsigned jobs;	   /* store jobs out whose callback has not run */
 	bool next_pending; /* a store_forward_next job is out */
 	size_t next_max;   /* how many messages it asked for */
-	bool again;        /* kicked while it was */
+	bool again;	   /* kicked while it was */
 	bool closing;
 	bool timer_closed;
 
-	bool probing;      /* a probe is in flight */
-	int64_t probe_at;  /* while paused: the next probe */
-	int64_t next_due;  /* the store's earliest later due time; 0 */
+	bool probing;	  /* a probe is in flight */
+	int64_t probe_at; /* while paused: the next probe */
+	int64_t next_due; /* the store's earliest later due time; 0 */
 	int64_t store_retry_at;
 	unsigned store_failures;
 	uint64_t rnd;
@@ -323,8 +323,7 @@ static void
 forward_probe_done(
     struct forward *fw, const struct mailgun_result *r, int64_t now)
 {
-	bool works = r->outcome == MAILGUN_OK ||
-	    r->outcome == MAILGUN_REJECT ||
+	bool works = r->outcome == MAILGUN_OK || r->outcome == MAILGUN_REJECT ||
 	    (r->outcome == MAILGUN_RETRY &&
 		(r->http_status == 420 || r->http_status == 429));
 
@@ -340,15 +339,16 @@ forward_probe_done(
 
 /* A 420/429 with a hint: nothing goes out before it (logged once). */
 static void
-forward_hold(struct forward *fw, const struct mailgun_result *r, int64_t at,
-    int64_t now)
+forward_hold(
+    struct forward *fw, const struct mailgun_result *r, int64_t at, int64_t now)
 {
 	char when[40];
 
 	if (fw->stats.held_until <= now)
 		log_warn("Mailgun rate limit; forwarding held",
 		    LF_INT("status", r->http_status),
-		    LF_STR("until", time_format_rfc3339(at, when, sizeof(when))),
+		    LF_STR(
+			"until", time_format_rfc3339(at, when, sizeof(when))),
 		    LF_STR("mailgun", r->message), LF_END);
 	if (at > fw->stats.held_until)
 		fw->stats.held_until = at;
@@ -780,8 +780,8 @@ forward_new(struct forward **out, uv_loop_t *loop, const struct config *cfg,
 	*out = NULL;
 	if (cfg->mailgun.api_key == NULL || cfg->mailgun.api_key[0] == '\0' ||
 	    cfg->mailgun.domain == NULL || cfg->mailgun.domain[0] == '\0') {
-		log_error("forwarder needs [mailgun] api_key and domain",
-		    LF_END);
+		log_error(
+		    "forwarder needs [mailgun] api_key and domain", LF_END);
 		return -EINVAL;
 	}
 	fw = calloc(1, sizeof(*fw));
@@ -799,8 +799,8 @@ forward_new(struct forward **out, uv_loop_t *loop, const struct config *cfg,
 	opts.api_base = cfg->mailgun.api_base;
 	opts.domain = cfg->mailgun.domain;
 	opts.api_key = cfg->mailgun.api_key;
-	opts.ca_file = cfg->mailgun.ca_file != NULL &&
-		cfg->mailgun.ca_file[0] != '\0'
+	opts.ca_file =
+	    cfg->mailgun.ca_file != NULL && cfg->mailgun.ca_file[0] != '\0'
 	    ? cfg->mailgun.ca_file
 	    : NULL;
 	opts.timeout_ms = cfg->mailgun.timeout_ms;
@@ -858,6 +858,12 @@ forward_close(struct forward *fw)
 	}
 	(void)uv_timer_stop(&fw->timer);
 	uv_close((uv_handle_t *)&fw->timer, forward_timer_close_cb);
+}
+
+struct mailgun *
+forward_mailgun(const struct forward *fw)
+{
+	return fw != NULL && !fw->closing ? fw->mg : NULL;
 }
 
 struct forward_stats

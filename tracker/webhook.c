@@ -53,7 +53,7 @@
 #define WEBHOOK_TS_MAX 32
 /* A SHA-256 HMAC: 32 bytes, 64 hex digits. */
 #define WEBHOOK_MAC_LEN 32
-#define WEBHOOK_SIG_HEX (2 * WEBHOOK_MAC_LEN)
+#define WEBHOOK_SIG_HEX 64
 /* The largest SMTP or Mailgun status code kept (498, 550, 605 ...). */
 #define WEBHOOK_CODE_MAX 999
 /* Legacy forms: fields, part header block, field name, boundary. */
@@ -292,12 +292,22 @@ webhook_sig_set_timestamp(struct webhook_sig *sig, const char *s, size_t len)
 	return true;
 }
 
-/* Takes the token: 1 to WEBHOOK_TOKEN_MAX - 1 bytes, no NUL. */
+/*
+ * Takes the token: 1 to WEBHOOK_TOKEN_MAX - 1 bytes of printable ASCII
+ * (Mailgun's are 50 hex digits), so that the token the caller remembers
+ * is exactly the one signed and safe to log.
+ */
 static bool
 webhook_sig_set_token(struct webhook_sig *sig, const char *s, size_t len)
 {
-	if (len == 0 || len >= WEBHOOK_TOKEN_MAX || memchr(s, '\0', len))
+	size_t i;
+
+	if (len == 0 || len >= WEBHOOK_TOKEN_MAX)
 		return false;
+	for (i = 0; i < len; i++) {
+		if (s[i] < '!' || s[i] > '~')
+			return false;
+	}
 	memcpy(sig->token, s, len);
 	sig->token[len] = '\0';
 	return true;
@@ -1040,10 +1050,9 @@ webhook_part_name(const char *hdr, size_t hdrlen, char *name, size_t namelen)
 			}
 			if (vlen < 9 || strncasecmp(v, "form-data", 9) != 0)
 				return -EINVAL;
-			return webhook_param(v, vlen, "name", name, namelen) ==
-				0
-			    ? 0
-			    : -EINVAL;
+			if (webhook_param(v, vlen, "name", name, namelen) != 0)
+				return -EINVAL;
+			return 0;
 		}
 		p = eol == end ? end : eol + 2;
 	}

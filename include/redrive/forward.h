@@ -21,19 +21,20 @@
 struct config;
 struct store;
 struct forward;
+struct mailgun;
 
 /* The longest pause reason kept (Mailgun's text, cut). */
 #define FORWARD_REASON_MAX 256
 
 /* Counters and state, for logs, tests and /metrics. */
 struct forward_stats {
-	uint64_t requests;  /* requests answered (or failed in transport) */
-	uint64_t sent;      /* recipients Mailgun accepted */
-	uint64_t failed;    /* recipients failed by a rejection */
-	uint64_t retried;   /* requests to be retried (RETRY answers) */
-	uint64_t pauses;    /* times forwarding was paused */
+	uint64_t requests; /* requests answered (or failed in transport) */
+	uint64_t sent;	   /* recipients Mailgun accepted */
+	uint64_t failed;   /* recipients failed by a rejection */
+	uint64_t retried;  /* requests to be retried (RETRY answers) */
+	uint64_t pauses;   /* times forwarding was paused */
 	bool paused;
-	int pause_status;   /* the HTTP status that paused it; 0 */
+	int pause_status; /* the HTTP status that paused it; 0 */
 	char pause_reason[FORWARD_REASON_MAX]; /* Mailgun's text; "" */
 	int64_t held_until; /* ms: rate-limit hold of the whole domain; 0 */
 	uint64_t queued;    /* queued recipients at the last look */
@@ -48,8 +49,8 @@ struct forward_stats {
  * cfg and st must outlive it.  Returns 0 and *out, or a negative errno
  * code with the reason logged (-EINVAL without an api_key or a domain).
  */
-int forward_new(struct forward **out, uv_loop_t *loop,
-    const struct config *cfg, struct store *st);
+int forward_new(struct forward **out, uv_loop_t *loop, const struct config *cfg,
+    struct store *st);
 
 /*
  * Tells the forwarder the queue may have grown (a message was stored):
@@ -72,11 +73,17 @@ void forward_close(struct forward *fw);
 struct forward_stats forward_stats(const struct forward *fw);
 
 /*
+ * The forwarder's Mailgun client, which the re-drive scheduler shares (one
+ * connection pool, one concurrency limit); NULL once closing.
+ */
+struct mailgun *forward_mailgun(const struct forward *fw);
+
+/*
  * The delay before retrying a message after its k-th consecutive failed
  * request (k >= 1): min(max_ms, min_ms * 2^(k-1)), plus jitter of
  * rnd % (delay / 10 + 1) (up to 10%).  Pure; exposed for tests.
  */
-int64_t forward_backoff_ms(int64_t min_ms, int64_t max_ms, unsigned k,
-    uint64_t rnd);
+int64_t forward_backoff_ms(
+    int64_t min_ms, int64_t max_ms, unsigned k, uint64_t rnd);
 
 #endif

@@ -44,18 +44,24 @@ struct http_request {
 	const char *peer; /* the client's address, for logs */
 };
 
+/* Timeouts and the connection cap left at 0 take the defaults shown. */
 struct http_server_opts {
 	const char *listen; /* "127.0.0.1:8025" */
 	uint64_t max_body;  /* bytes; more is 413 */
-	int64_t
-	    header_timeout_ms;	 /* from the first byte to the end of headers */
-	int64_t idle_timeout_ms; /* keep-alive connection with no request */
-	unsigned max_connections;
+	/* From the first byte to the end of headers: 408.  Default 10 s. */
+	int64_t header_timeout_ms;
+	/*
+	 * A keep-alive connection with no request is closed; a body that
+	 * stalls this long gets 408.  Default 60 s.
+	 */
+	int64_t idle_timeout_ms;
+	unsigned max_connections; /* more get 503; default 1000 */
 };
 
 /*
- * Called once per complete request, in order per connection.  The handler
- * must call http_respond(x, ...) exactly once, now or later.
+ * Called once per complete request (body read whole), in order per
+ * connection, from a loop callback: never from inside http_respond().  The
+ * handler must call http_respond(x, ...) exactly once, now or later.
  */
 typedef void (*http_handler)(
     struct http_exchange *x, const struct http_request *req, void *arg);
@@ -69,7 +75,8 @@ int http_server_start(struct http_server **out, uv_loop_t *loop,
  * body copied.  Answers are written in request order; one that is ready
  * before an earlier one waits.  If the connection is gone this only frees
  * the exchange.  Adds Content-Length, Date and Connection headers.  extra
- * headers: NULL or "Name: value\r\n..." lines.
+ * headers: NULL or "Name: value\r\n..." lines.  x and its request are
+ * invalid once it returns; it never calls the handler.
  */
 void http_respond(struct http_exchange *x, int status, const char *content_type,
     const char *body, size_t len, const char *extra_headers);
@@ -84,7 +91,8 @@ const char *http_status_text(int status);
 /*
  * Stops listening and closes every connection (answers still pending are
  * dropped; their exchanges are freed when http_respond() is called);
- * done(arg) runs once every handle is closed, then the server is freed.
+ * done(arg) runs once every handle is closed (done may be NULL), then the
+ * server is freed; uv_loop_close() then succeeds.
  */
 void http_server_shutdown(
     struct http_server *srv, void (*done)(void *arg), void *arg);

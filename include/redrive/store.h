@@ -27,7 +27,7 @@
 #include <uv.h>
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store;
 
@@ -253,7 +253,7 @@ void store_event_rows_free(struct store_event_row *rows, size_t n);
 
 /* One queued recipient handed to the forwarder. */
 struct store_forward_rcpt {
-	int64_t id;    /* recipients.id */
+	int64_t id; /* recipients.id */
 	char *address;
 };
 
@@ -263,22 +263,22 @@ struct store_forward_rcpt {
  * recipient id first (a larger envelope goes out in several requests).
  */
 struct store_forward_msg {
-	int64_t id;            /* the local message id */
-	void *data;            /* the stored bytes, malloc'd */
+	int64_t id; /* the local message id */
+	void *data; /* the stored bytes, malloc'd */
 	size_t len;
 	struct store_forward_rcpt *rcpts;
 	size_t nrcpts;
-	unsigned failures;     /* requests of this message since the last one
-				  Mailgun accepted that it did not accept */
+	unsigned failures; /* requests of this message since the last one
+			      Mailgun accepted that it did not accept */
 };
 
 /* What store_forward_next() found. */
 struct store_forward_batch {
 	struct store_forward_msg *msgs; /* oldest message first */
 	size_t nmsgs;
-	int64_t next_due;      /* ms: the earliest next_attempt_at later than
-				  now among queued recipients; 0: none */
-	uint64_t queued;       /* queued recipients in the store */
+	int64_t next_due; /* ms: the earliest next_attempt_at later than
+			     now among queued recipients; 0: none */
+	uint64_t queued;  /* queued recipients in the store */
 };
 
 /*
@@ -287,8 +287,8 @@ struct store_forward_batch {
  * callee, who frees it with store_forward_batch_free(); status < 0: b is
  * NULL.
  */
-typedef void (*store_forward_next_cb)(int status,
-    struct store_forward_batch *b, void *arg);
+typedef void (*store_forward_next_cb)(
+    int status, struct store_forward_batch *b, void *arg);
 
 /*
  * Finds, on the store thread, up to max (at least 1) of the oldest messages
@@ -309,25 +309,25 @@ void store_forward_batch_free(struct store_forward_batch *b);
 
 /* What became of one request, as the store records it. */
 enum store_forward_outcome {
-	STORE_FORWARD_OK = 0,   /* accepted: the recipients are sent */
-	STORE_FORWARD_RETRY,    /* stay queued until next_attempt_at */
-	STORE_FORWARD_PAUSE,    /* stay queued; the forwarder paused */
-	STORE_FORWARD_REJECT,   /* the recipients failed */
+	STORE_FORWARD_OK = 0, /* accepted: the recipients are sent */
+	STORE_FORWARD_RETRY,  /* stay queued until next_attempt_at */
+	STORE_FORWARD_PAUSE,  /* stay queued; the forwarder paused */
+	STORE_FORWARD_REJECT, /* the recipients failed */
 };
 
 /* One finished request, handed to store_forward_record().  */
 struct store_forward_result {
 	int64_t message_id;
-	const int64_t *rcpt_ids;   /* the recipients the request carried */
+	const int64_t *rcpt_ids; /* the recipients the request carried */
 	size_t nrcpts;
 	enum store_forward_outcome outcome;
-	int64_t at;                /* ms: when the request was made */
-	int64_t now;               /* ms: when it ended (updated_at) */
-	const char *via;           /* "mime" or "storage" */
-	int http_status;           /* 0: no HTTP answer */
-	const char *mailgun_id;    /* bare; required for OK, else ignored */
-	const char *result;        /* Mailgun's text or the transport error */
-	int64_t next_attempt_at;   /* ms, RETRY only */
+	int64_t at;		 /* ms: when the request was made */
+	int64_t now;		 /* ms: when it ended (updated_at) */
+	const char *via;	 /* "mime" or "storage" */
+	int http_status;	 /* 0: no HTTP answer */
+	const char *mailgun_id;	 /* bare; required for OK, else ignored */
+	const char *result;	 /* Mailgun's text or the transport error */
+	int64_t next_attempt_at; /* ms, RETRY only */
 };
 
 /* Called on the loop thread once the record committed (0) or failed. */
@@ -346,8 +346,7 @@ typedef void (*store_forward_record_cb)(int status, void *arg);
  * is copied.  Loop thread.  Returns 0, -EINVAL (OK without an id, no
  * recipients, a bad via), -ENOMEM or -ESHUTDOWN; cb runs only on 0.
  */
-int store_forward_record(struct store *st,
-    const struct store_forward_result *r, store_forward_record_cb cb,
-    void *arg);
+int store_forward_record(struct store *st, const struct store_forward_result *r,
+    store_forward_record_cb cb, void *arg);
 
 #endif

@@ -53,7 +53,12 @@ struct webhook_event {
  * the legacy application/x-www-form-urlencoded and multipart/form-data
  * formats).  keys: the signing keys; window_ms: the timestamp window;
  * now_ms: the current time.  On WEBHOOK_OK fills ev (free it with
- * webhook_event_clear); otherwise ev is left empty.
+ * webhook_event_clear); otherwise ev is left empty.  A missing or empty
+ * Content-Type is taken as JSON; a subaccount's signature.parent-signature
+ * under one of the keys verifies too.  Verification comes before the
+ * window, and both before event-data is looked at (DESIGN.md "On the
+ * wire, precisely"); a well-signed event-data without "event" is OK with
+ * ev->event NULL.
  */
 enum webhook_result webhook_parse(const char *content_type, const char *body,
     size_t len, const char *const *keys, size_t nkeys, int64_t window_ms,

@@ -69,7 +69,7 @@ for r in $(seq "$RUNS"); do fs="$fs $("$work/fsync_rate" "$work" 2)"; done
 fsync_med=$(echo $fs | tr ' ' '\n' | median)
 fsync_spr=$(echo $fs | tr ' ' '\n' | spread)
 
-printf '\n%-34s %10s  %s\n' "measurement" "median" "spread (runs=$RUNS)"
+printf '\n%-44s %8s  %s\n' "measurement" "median" "spread (runs=$RUNS)"
 printf '%-44s %8s  %s\n' "disk: 4 KiB write+fdatasync /s" "$fsync_med" "$fsync_spr"
 for sess in 1 20; do
 	rs=""

@@ -512,7 +512,6 @@ def test_store_is_not_modified(store):
     ("show", "1", "2"),
     ("show", "1", "--json", "--raw"),
     ("show", "--bogus", "1"),
-    ("retry", "1"),
     ("stats",),
     ("tail",),
     ("purge", "--older-than", "30d"),
@@ -564,7 +563,7 @@ def test_help_and_version():
     text = out.decode()
     assert text.startswith("usage: redrive")
     assert " log " in text and " show " in text
-    for later in ("retry", "stats", "tail", "purge"):
+    for later in ("stats", "tail", "purge"):
         assert later not in text
     for cmd in ("log", "show"):
         code, out, err = run(cmd, "--help")
