@@ -127,7 +127,7 @@ unit: $(UNIT_BINS)
 
 # The simulator's own tests run here too: the suite trusts it.
 integration: $(BINS)
-	@cd tests && REDRIVE_BUILD=$(CURDIR)/$(B) \
+	@cd tests && REDRIVE_BUILD=$(abspath $(B)) \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) \
 	    integration mailgun_sim
 
@@ -141,7 +141,7 @@ run: deps
 # Benchmarks use their own release build, so build/ keeps its MODE.
 bench: deps
 	@$(MAKE) --no-print-directory MODE=release B=$(B)/release all
-	@REDRIVE_BUILD=$(CURDIR)/$(B)/release sh tests/bench/run.sh
+	@REDRIVE_BUILD=$(abspath $(B))/release sh tests/bench/run.sh
 
 LINT_SRCS = $(LIB_SRCS) $(CLI_SRCS) $(DAEMON_MAIN) $(SENDMAIL_SRCS) $(UNIT_SRCS)
 FORMAT_SRCS = $(LINT_SRCS) $(wildcard include/redrive/*.h)

@@ -39,8 +39,8 @@ static const char *const cmd_log_states[] = {
 #define CMD_LOG_W_STATUS 9
 #define CMD_LOG_W_FROM 20
 #define CMD_LOG_W_SUBJECT 18
-#define CMD_LOG_W_RCPTS                                                        \
-	(CLI_TABLE_WIDTH - CMD_LOG_W_ID - CMD_LOG_W_RECEIVED -                 \
+#define CMD_LOG_W_RCPTS                                        \
+	(CLI_TABLE_WIDTH - CMD_LOG_W_ID - CMD_LOG_W_RECEIVED - \
 	    CMD_LOG_W_STATUS - CMD_LOG_W_FROM - CMD_LOG_W_SUBJECT - 5)
 /* Recipient lines are indented to the RECEIVED column. */
 #define CMD_LOG_INDENT (CMD_LOG_W_ID + 1)

@@ -90,7 +90,7 @@ struct store {
 	struct store_job *queue_head, *queue_tail;
 	struct store_job *done_head, *done_tail;
 	uint64_t done_txns; /* transactions behind done_head, not yet counted */
-	bool stopping; /* the thread ends once the queue is empty */
+	bool stopping;	    /* the thread ends once the queue is empty */
 
 	/* Loop thread only. */
 	struct store_job *ready_head, *ready_tail; /* done callbacks to call */

@@ -53,19 +53,19 @@ static const char *const store_query_rank_names[STORE_RANK_COUNT] = {
  * the indexes below.  mailgun_id is the latest: that of the latest send
  * that got one (a re-drive gets a new id), else messages.mailgun_id.
  */
-#define STORE_QUERY_MSG_COLS                                                   \
-	"m.id AS id, m.received_at AS received_at, m.mail_from, m.helo,"       \
-	" m.client_addr, m.auth_user, m.subject, m.message_id,"                \
-	" COALESCE((SELECT a.mailgun_id FROM attempts a"                       \
-	"   WHERE a.message_id = m.id AND a.mailgun_id IS NOT NULL"            \
-	"   ORDER BY a.at DESC, a.id DESC LIMIT 1), m.mailgun_id),"            \
-	" m.size,"                                                             \
-	" (SELECT CASE WHEN count(*) = 0 THEN 0"                               \
-	"   WHEN max(r.status = 'failed') THEN 5"                              \
-	"   ELSE min(CASE r.status WHEN 'queued' THEN 0"                       \
-	"     WHEN 'retrying' THEN 1 WHEN 'sent' THEN 2"                       \
-	"     WHEN 'deferred' THEN 3 ELSE 4 END) END"                          \
-	"   FROM recipients r WHERE r.message_id = m.id) AS st,"               \
+#define STORE_QUERY_MSG_COLS                                             \
+	"m.id AS id, m.received_at AS received_at, m.mail_from, m.helo," \
+	" m.client_addr, m.auth_user, m.subject, m.message_id,"          \
+	" COALESCE((SELECT a.mailgun_id FROM attempts a"                 \
+	"   WHERE a.message_id = m.id AND a.mailgun_id IS NOT NULL"      \
+	"   ORDER BY a.at DESC, a.id DESC LIMIT 1), m.mailgun_id),"      \
+	" m.size,"                                                       \
+	" (SELECT CASE WHEN count(*) = 0 THEN 0"                         \
+	"   WHEN max(r.status = 'failed') THEN 5"                        \
+	"   ELSE min(CASE r.status WHEN 'queued' THEN 0"                 \
+	"     WHEN 'retrying' THEN 1 WHEN 'sent' THEN 2"                 \
+	"     WHEN 'deferred' THEN 3 ELSE 4 END) END"                    \
+	"   FROM recipients r WHERE r.message_id = m.id) AS st,"         \
 	" (SELECT count(*) FROM attempts a WHERE a.message_id = m.id)"
 
 enum {

@@ -49,12 +49,12 @@
 /* Values of d->state: where the reader stands between two bytes. */
 enum smtp_data_state {
 	SMTP_DATA_S_BOL = 0, /* start of a line begun after CR LF (or data) */
-	SMTP_DATA_S_BOL_LF, /* start of a line begun after a bare LF */
-	SMTP_DATA_S_DOT, /* "." at SMTP_DATA_S_BOL: maybe the end */
-	SMTP_DATA_S_DOT_CR, /* "." CR at SMTP_DATA_S_BOL: LF ends the data */
-	SMTP_DATA_S_TEXT, /* inside a line */
-	SMTP_DATA_S_CR, /* a CR inside a line: LF ends the line */
-	SMTP_DATA_S_DONE, /* the end of data was seen */
+	SMTP_DATA_S_BOL_LF,  /* start of a line begun after a bare LF */
+	SMTP_DATA_S_DOT,     /* "." at SMTP_DATA_S_BOL: maybe the end */
+	SMTP_DATA_S_DOT_CR,  /* "." CR at SMTP_DATA_S_BOL: LF ends the data */
+	SMTP_DATA_S_TEXT,    /* inside a line */
+	SMTP_DATA_S_CR,	     /* a CR inside a line: LF ends the line */
+	SMTP_DATA_S_DONE,    /* the end of data was seen */
 };
 
 void

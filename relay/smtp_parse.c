@@ -49,13 +49,13 @@ static const struct smtp_parse_verb smtp_parse_verbs[] = {
 
 /* What smtp_parse_path() found between the angle brackets. */
 struct smtp_parse_path {
-	size_t mbox; /* the mailbox, after any source route */
-	size_t mboxlen; /* 0 for the null path "<>" */
+	size_t mbox;	 /* the mailbox, after any source route */
+	size_t mboxlen;	 /* 0 for the null path "<>" */
 	size_t locallen; /* octets of the local part */
 	bool has_domain; /* "@" domain followed the local part */
-	bool quoted; /* the local part was a quoted string */
-	bool route; /* a source route was stripped */
-	bool eight_bit; /* the mailbox holds UTF-8 beyond ASCII */
+	bool quoted;	 /* the local part was a quoted string */
+	bool route;	 /* a source route was stripped */
+	bool eight_bit;	 /* the mailbox holds UTF-8 beyond ASCII */
 };
 
 /* ASCII-only case folding: the C locale's, whatever the process's is. */

@@ -48,8 +48,8 @@ struct store_stats {
  * created (-ENOENT); a store newer than this build is -EPROTO.  The store's
  * uv_async_t keeps the loop alive only while requests are in flight.
  */
-int store_open(struct store **out, const char *path, uv_loop_t *loop,
-    char *err, size_t errlen);
+int store_open(struct store **out, const char *path, uv_loop_t *loop, char *err,
+    size_t errlen);
 
 /*
  * Stops the store: every request already queued still runs and its callback
@@ -70,17 +70,17 @@ struct store_stats store_stats(const struct store *st);
  * are NUL-terminated UTF-8 (or ASCII) and owned by the caller.
  */
 struct store_new_message {
-	int64_t received_at;       /* ms */
-	const char *mail_from;     /* envelope sender; "" for <> */
-	const char *const *rcpts;  /* envelope recipients */
+	int64_t received_at;	  /* ms */
+	const char *mail_from;	  /* envelope sender; "" for <> */
+	const char *const *rcpts; /* envelope recipients */
 	size_t nrcpts;
-	const char *helo;          /* NULL if none */
-	const char *client_addr;   /* "127.0.0.1" */
-	const char *auth_user;     /* NULL if not authenticated */
-	const char *subject;       /* raw header value, unfolded; NULL if none */
-	const char *message_id;    /* Message-ID, bare; NULL if none */
+	const char *helo;	 /* NULL if none */
+	const char *client_addr; /* "127.0.0.1" */
+	const char *auth_user;	 /* NULL if not authenticated */
+	const char *subject;	 /* raw header value, unfolded; NULL if none */
+	const char *message_id;	 /* Message-ID, bare; NULL if none */
 	bool smtputf8;
-	const void *data;          /* the message as stored: Received + data */
+	const void *data; /* the message as stored: Received + data */
 	size_t len;
 };
 
@@ -129,11 +129,11 @@ void store_db_close(struct store_db *db);
 struct store_recipient_row {
 	int64_t id;
 	char *address;
-	char *status;          /* queued sent deferred retrying delivered failed */
-	int attempts;          /* sends that included this recipient */
-	char *reason;          /* for failed; NULL otherwise */
-	char *last_error;      /* the latest error text, NULL if none */
-	char *mailgun_id;      /* latest, bare; NULL if never sent */
+	char *status;	  /* queued sent deferred retrying delivered failed */
+	int attempts;	  /* sends that included this recipient */
+	char *reason;	  /* for failed; NULL otherwise */
+	char *last_error; /* the latest error text, NULL if none */
+	char *mailgun_id; /* latest, bare; NULL if never sent */
 	int64_t next_attempt_at; /* ms, 0 if none */
 	int64_t updated_at;
 };
@@ -149,8 +149,8 @@ struct store_message_row {
 	char *message_id;
 	char *mailgun_id;
 	int64_t size;
-	char *status;          /* derived from the recipients */
-	int attempts;          /* sends of this message */
+	char *status; /* derived from the recipients */
+	int attempts; /* sends of this message */
 	struct store_recipient_row *rcpts;
 	size_t nrcpts;
 };
@@ -161,10 +161,10 @@ void store_message_row_clear(struct store_message_row *row);
 struct store_log_filter {
 	const char *const *statuses; /* derived message statuses; NULL: all */
 	size_t nstatuses;
-	const char *to;     /* a recipient address, or "@domain"; NULL: any */
-	const char *from;   /* envelope sender, or "@domain"; NULL: any */
-	int64_t since;      /* ms; 0: no bound */
-	long limit;         /* > 0 */
+	const char *to;	  /* a recipient address, or "@domain"; NULL: any */
+	const char *from; /* envelope sender, or "@domain"; NULL: any */
+	int64_t since;	  /* ms; 0: no bound */
+	long limit;	  /* > 0 */
 };
 
 /*
@@ -172,8 +172,7 @@ struct store_log_filter {
  * filled in; a non-zero return from cb stops the walk and is returned.
  * Returns 0 or a negative errno code.
  */
-typedef int (*store_message_cb)(const struct store_message_row *row,
-    void *arg);
+typedef int (*store_message_cb)(const struct store_message_row *row, void *arg);
 int store_db_log(struct store_db *db, const struct store_log_filter *f,
     store_message_cb cb, void *arg);
 
@@ -185,8 +184,8 @@ int store_db_log(struct store_db *db, const struct store_log_filter *f,
 int store_db_resolve(struct store_db *db, const char *text, int64_t *id);
 
 /* Loads one message with its recipients. 0, -ENOENT or an error. */
-int store_db_message(struct store_db *db, int64_t id,
-    struct store_message_row *out);
+int store_db_message(
+    struct store_db *db, int64_t id, struct store_message_row *out);
 
 /*
  * Loads the stored bytes of a message into a malloc'd buffer the caller
@@ -202,25 +201,25 @@ const char *store_db_errmsg(const struct store_db *db);
 
 /* One request made to Mailgun for a message (a row of attempts). */
 struct store_send_row {
-	int64_t at;          /* ms */
-	char *via;           /* "mime" or "storage" */
-	int http_status;     /* 0 if none (no HTTP answer) */
-	char *mailgun_id;    /* bare; NULL if none */
-	char *result;        /* Mailgun's text or the error; NULL if none */
-	char **recipients;   /* the addresses this send carried */
+	int64_t at;	   /* ms */
+	char *via;	   /* "mime" or "storage" */
+	int http_status;   /* 0 if none (no HTTP answer) */
+	char *mailgun_id;  /* bare; NULL if none */
+	char *result;	   /* Mailgun's text or the error; NULL if none */
+	char **recipients; /* the addresses this send carried */
 	size_t nrecipients;
 };
 
 /* One event Mailgun reported for a message (a row of events). */
 struct store_event_row {
-	int64_t at;          /* ms, the event's own timestamp */
+	int64_t at;	     /* ms, the event's own timestamp */
 	char *recipient;     /* NULL if the event names no known recipient */
-	char *event;         /* "delivered", "failed", ... */
-	char *severity;      /* "temporary", "permanent"; NULL if none */
-	char *reason;        /* NULL if none */
-	int code;            /* delivery-status code, 0 if none */
+	char *event;	     /* "delivered", "failed", ... */
+	char *severity;	     /* "temporary", "permanent"; NULL if none */
+	char *reason;	     /* NULL if none */
+	int code;	     /* delivery-status code, 0 if none */
 	char *enhanced_code; /* "5.1.1"; NULL if none */
-	char *message;       /* delivery-status message; NULL if none */
+	char *message;	     /* delivery-status message; NULL if none */
 	char *mailgun_id;    /* bare; NULL if none */
 };
 
@@ -229,8 +228,8 @@ struct store_event_row {
  * caller frees with store_send_rows_free().  An unknown id gives 0 rows.
  * Returns 0 or a negative errno code.
  */
-int store_db_sends(struct store_db *db, int64_t id,
-    struct store_send_row **out, size_t *n);
+int store_db_sends(
+    struct store_db *db, int64_t id, struct store_send_row **out, size_t *n);
 
 /* Frees rows[0..n) and the array; NULL-safe. */
 void store_send_rows_free(struct store_send_row *rows, size_t n);
@@ -240,8 +239,8 @@ void store_send_rows_free(struct store_send_row *rows, size_t n);
  * malloc'd array the caller frees with store_event_rows_free().  Returns 0
  * or a negative errno code.
  */
-int store_db_events(struct store_db *db, int64_t id,
-    struct store_event_row **out, size_t *n);
+int store_db_events(
+    struct store_db *db, int64_t id, struct store_event_row **out, size_t *n);
 
 /* Frees rows[0..n) and the array; NULL-safe. */
 void store_event_rows_free(struct store_event_row *rows, size_t n);

@@ -52,10 +52,10 @@ struct srv {
 	uv_tcp_t listener;
 	int port;
 	int accepts;
-	bool silent; /* never answer */
+	bool silent;	  /* never answer */
 	int answer_limit; /* answer this many requests at most; 0: all */
-	bool blurt; /* answer the first bytes read, whatever they are */
-	char *response; /* the canned answer */
+	bool blurt;	  /* answer the first bytes read, whatever they are */
+	char *response;	  /* the canned answer */
 	size_t response_len;
 	char *reqs[MAX_REQS]; /* the requests seen, NUL-terminated copies */
 	size_t req_lens[MAX_REQS];
@@ -318,7 +318,7 @@ disp_attr(
 static size_t
 parse_multipart(const char *req, size_t rlen, struct part *parts, size_t max)
 {
-	char ctype[256], delim[128];
+	char ctype[256], delim[300];
 	const char *body, *end = req + rlen, *p, *next, *hend, *line, *eol;
 	const char *b;
 	size_t n = 0, dl;
@@ -379,7 +379,7 @@ struct got {
 	struct mailgun_result r;
 	char *id;
 	char *message;
-	struct mailgun *mg; /* for callbacks that act on the client */
+	struct mailgun *mg;    /* for callbacks that act on the client */
 	const char *const *to; /* a second send from the callback */
 	int resend_rc;
 };

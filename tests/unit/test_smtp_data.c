@@ -486,7 +486,7 @@ test_max_size(void **state)
 	assert_int_equal(r.consumed, 8);
 	assert_int_equal(r.error, SMTP_DATA_TOO_BIG);
 	assert_int_equal(r.size, 5); /* counted past the maximum */
-	assert_int_equal(r.len, 0); /* nothing kept of a rejected one */
+	assert_int_equal(r.len, 0);  /* nothing kept of a rejected one */
 	result_free(&r);
 
 	/* Unstuffed and normalised bytes are what count. */

@@ -339,7 +339,7 @@ test_mail_basic(void **state)
 	mail_ok("FROM:<alice@example.com>", "alice@example.com");
 	mail_ok("from:<Alice@Example.COM>", "Alice@Example.COM");
 	mail_ok("FrOm:<a@b>", "a@b");
-	mail_ok("FROM: <a@b>", "a@b"); /* one space after the colon */
+	mail_ok("FROM: <a@b>", "a@b");	 /* one space after the colon */
 	mail_ok("FROM:<a@b>   ", "a@b"); /* trailing spaces */
 	mail_ok("FROM:<a.b+tag@sub.example.org>", "a.b+tag@sub.example.org");
 	mail_ok("FROM:<!#$%&'*+-/=?^_`{|}~@x>", "!#$%&'*+-/=?^_`{|}~@x");

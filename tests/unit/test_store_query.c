@@ -302,11 +302,11 @@ test_log_expect(struct store_db *db, const struct store_log_filter *f,
 	assert_int_equal(ids.n, nwant);
 }
 
-#define TEST_LOG(db, f, ...)                                                   \
-	do {                                                                   \
-		const int64_t want_[] = { __VA_ARGS__ };                       \
-		test_log_expect(                                               \
-		    (db), (f), want_, sizeof(want_) / sizeof(want_[0]));       \
+#define TEST_LOG(db, f, ...)                                             \
+	do {                                                             \
+		const int64_t want_[] = { __VA_ARGS__ };                 \
+		test_log_expect(                                         \
+		    (db), (f), want_, sizeof(want_) / sizeof(want_[0])); \
 	} while (0)
 
 static void
