@@ -9,6 +9,7 @@ Import the fixtures into a test module:
 """
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -63,6 +64,38 @@ class SimClient:
     def reset(self):
         return self._call("POST", "/_sim/reset", {})
 
+    def events(self):
+        """Every event-data recorded, oldest first."""
+        return self._call("GET", "/_sim/events")
+
+    def webhooks(self):
+        """Every webhook with its body, attempts and state."""
+        return self._call("GET", "/_sim/webhooks")
+
+    def rules(self, rules, replace=False):
+        """Delivery rules by address, local-part prefix or '*'."""
+        return self._call("POST", "/_sim/rules",
+                          {"rules": rules, "replace": bool(replace)})
+
+    def idle(self, timeout=10):
+        """Waits until no delivery or webhook post is pending."""
+        return self._call("GET", "/_sim/idle?timeout=%g" % timeout)
+
+    def expire_storage(self, key=None):
+        """Makes one stored copy (key) or all of them 404."""
+        obj = {"all": True} if key is None else {"key": key}
+        return self._call("POST", "/_sim/storage/expire", obj)
+
+    def set_webhook_url(self, url):
+        return self._call("POST", "/_sim/webhook-url", {"url": url})
+
+    def replay_webhook(self, index):
+        """Posts webhook `index` again, same body and signature."""
+        return self._call("POST", "/_sim/webhooks/replay", {"index": index})
+
+    def configure(self, **kw):
+        return self._call("POST", "/_sim/config", kw)
+
     def messages_for(self, redrive_id):
         """The accepted sends that carry v:redrive-id = redrive_id."""
         return [m for m in self.messages()
@@ -86,6 +119,14 @@ class SimClient:
 def mailgun_sim():
     """Starts the simulator on a free port (--port 0 --port-file); yields a
     SimClient; stops it (SIGTERM) at the end."""
+    with run_simulator() as sim:
+        yield sim
+
+
+@contextlib.contextmanager
+def run_simulator(*extra_args):
+    """The simulator as a process, with extra command-line options (e.g.
+    --webhook-signing-key); yields a SimClient, stops it at the end."""
     tmp = tempfile.mkdtemp(prefix="redrive-sim-")
     port_file = os.path.join(tmp, "port")
     log_path = os.path.join(tmp, "sim.log")
@@ -94,7 +135,7 @@ def mailgun_sim():
         proc = subprocess.Popen(
             [sys.executable, SIM, "--port", "0", "--port-file", port_file,
              "--domain", DOMAIN, "--api-key", API_KEY,
-             "--delivery-delay", "0.01"],
+             "--delivery-delay", "0.01"] + list(extra_args),
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
     finally:
         logf.close()
