@@ -330,8 +330,12 @@ store_events_text(const struct webhook_event *ev, char *buf, size_t len)
 		w = snprintf(buf + n, len - n, " %d", ev->code);
 		n += w < 0 ? 0 : (size_t)w;
 	}
+	/* Mailgun's text often starts with the enhanced code: say it once. */
 	if (n < len && ev->enhanced_code != NULL &&
-	    ev->enhanced_code[0] != '\0') {
+	    ev->enhanced_code[0] != '\0' &&
+	    (ev->status_message == NULL ||
+		strncmp(ev->status_message, ev->enhanced_code,
+		    strlen(ev->enhanced_code)) != 0)) {
 		w = snprintf(buf + n, len - n, " %s", ev->enhanced_code);
 		n += w < 0 ? 0 : (size_t)w;
 	}
