@@ -689,6 +689,7 @@ store_events_transition(sqlite3 *db, struct store_event_job *j,
 	enum policy_decision d;
 	char text[STORE_EVENTS_TEXT_MAX], reason[STORE_EVENTS_TEXT_MAX + 64];
 	bool not_older, newer;
+	int rc;
 
 	*changed = false;
 	memset(&s, 0, sizeof(s));
@@ -739,7 +740,11 @@ store_events_transition(sqlite3 *db, struct store_event_job *j,
 	}
 	store_events_terminal(j, r, d, text, reason, sizeof(reason), &s);
 	*changed = true;
-	return store_events_set_state(db, j, r->id, &s);
+	rc = store_events_set_state(db, j, r->id, &s);
+	/* The alert commits with the failure (docs/alerts.md). */
+	if (rc == SQLITE_OK && strcmp(s.status, "failed") == 0)
+		rc = store_alerts_recipient_failed(db, r->id, res->why, j->now);
+	return rc;
 }
 
 /* Reads the recipient's status after the event into the result. */
@@ -789,6 +794,44 @@ store_events_finish(sqlite3 *db, int64_t mid, int64_t now)
  * The event job: token, correlation, event and token rows, the state
  * machine, the message's end.  Store thread.
  */
+/* Delivered and failed events move a recipient's state; others do not. */
+static bool
+store_events_moves_state(const struct webhook_event *ev)
+{
+	return ev->event != NULL && (strcmp(ev->event, "delivered") == 0 ||
+					strcmp(ev->event, "failed") == 0);
+}
+
+/*
+ * Whether the event's Mailgun id is that of a send of message mid already
+ * recorded.  An event without an id cannot be checked and counts as known.
+ * SQLite code.
+ */
+static int
+store_events_send_known(sqlite3 *db, const struct store_event_job *j,
+    int64_t mid, bool *known)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t one = 0;
+	int rc;
+
+	*known = true;
+	if (j->mgid[0] == '\0')
+		return SQLITE_OK;
+	rc = store_events_prepare(db,
+	    "SELECT 1 FROM attempts WHERE message_id = ?1 AND mailgun_id = ?2"
+	    " LIMIT 1",
+	    &st);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 1, mid);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, j->mgid, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = store_events_scalar(st, &one, known);
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static int
 store_event_run(sqlite3 *db, struct store_job *job)
 {
@@ -813,6 +856,23 @@ store_event_run(sqlite3 *db, struct store_job *job)
 		goto out;
 	}
 	res->message_id = mid;
+	if (store_events_moves_state(j->ev)) {
+		rc = store_events_send_known(db, j, mid, &seen);
+		if (rc != SQLITE_OK)
+			goto out;
+		if (!seen) {
+			/*
+			 * The event is about a send whose acceptance is not
+			 * committed yet (the webhook beat our record of
+			 * Mailgun's answer).  Recording it now would let that
+			 * record overwrite its state: answer 503 and let
+			 * Mailgun bring it again.  Nothing is stored.
+			 */
+			res->outcome = STORE_EVENT_EARLY;
+			goto out;
+		}
+		seen = false;
+	}
 	rc = store_events_seen(db, j, mid, &seen);
 	if (rc == SQLITE_OK && seen) {
 		/* Recorded already: only this token is new. */

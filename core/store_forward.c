@@ -91,14 +91,24 @@ static const char store_forward_ins_arcpt_sql[] =
     "INSERT OR IGNORE INTO attempt_rcpts (attempt_id, recipient_id)"
     " VALUES (?1, ?2)";
 
-/* The recipient updates, one per outcome; ?1 id, ?2 message, ?3 now. */
+/*
+ * The recipient updates, one per outcome; ?1 id, ?2 message, ?3 now.  An
+ * accepted send counts for every recipient it carried that is not 'sent'
+ * and does not have its id yet, so also for one that the send's own
+ * webhook already moved on (a 'delivered' that overtook this record);
+ * only a recipient still 'queued' becomes 'sent'.
+ */
 static const char *const store_forward_upd_sql[] = {
-	[STORE_FORWARD_OK] = "UPDATE recipients SET status = 'sent',"
-			     " mailgun_id = ?4, attempts = attempts + 1,"
-			     " next_attempt_at = NULL, last_error = NULL,"
-			     " updated_at = ?3"
-			     " WHERE id = ?1 AND message_id = ?2"
-			     " AND status = 'queued'",
+	[STORE_FORWARD_OK] =
+	    "UPDATE recipients SET mailgun_id = ?4, attempts = attempts + 1,"
+	    " next_attempt_at = CASE status WHEN 'queued' THEN NULL"
+	    " ELSE next_attempt_at END,"
+	    " last_error = CASE status WHEN 'queued' THEN NULL"
+	    " ELSE last_error END,"
+	    " status = CASE status WHEN 'queued' THEN 'sent' ELSE status END,"
+	    " updated_at = ?3 WHERE id = ?1 AND message_id = ?2"
+	    " AND (status = 'queued' OR (status <> 'sent'"
+	    " AND mailgun_id IS NOT ?4))",
 	[STORE_FORWARD_RETRY] = "UPDATE recipients SET next_attempt_at = ?5,"
 				" last_error = ?4, updated_at = ?3"
 				" WHERE id = ?1 AND message_id = ?2"
@@ -355,6 +365,10 @@ store_forward_fail_gone(sqlite3 *db, int64_t id, int64_t now)
 	if (rc == SQLITE_OK)
 		rc = store_forward_exec(st);
 	sqlite3_finalize(st);
+	/* The alerts commit with the failures (docs/alerts.md). */
+	if (rc == SQLITE_OK)
+		rc = store_alerts_message_failed(db, id,
+		    "the stored message is gone; it cannot be sent", now);
 	return rc;
 }
 
@@ -641,11 +655,17 @@ store_forward_record_run(sqlite3 *db, struct store_job *job)
 {
 	struct store_forward_record_job *j =
 	    (struct store_forward_record_job *)job;
+	size_t i;
 	int rc;
 
 	rc = store_forward_insert_attempt(db, &j->r);
 	if (rc == SQLITE_OK)
 		rc = store_forward_update_rcpts(db, j);
+	/* A rejection's alerts commit with it (docs/alerts.md). */
+	for (i = 0; rc == SQLITE_OK && j->r.outcome == STORE_FORWARD_REJECT &&
+	     i < j->r.nrcpts; i++)
+		rc = store_alerts_recipient_failed(db, j->r.rcpt_ids[i],
+		    "Mailgun rejected the message (not re-drivable)", j->r.now);
 	if (rc == SQLITE_OK)
 		rc = store_forward_update_msg(db, &j->r);
 	if (rc != SQLITE_OK) {

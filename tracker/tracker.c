@@ -9,17 +9,30 @@
  * A request waiting for the store is a struct tracker_req: it owns the
  * parsed event until the store's callback, which answers through the
  * exchange (a no-op when the connection is gone) and frees it.
+ *
+ * GET /healthz pings the store (store_health_ping: an empty job of the
+ * next group commit, so it proves the write lock and the commit) and
+ * answers JSON with the store, the forwarder (running, paused and why, or
+ * off), the relay and the tracker; 503 when the store cannot commit.
+ * GET /metrics answers Prometheus' text format (core/metrics.c) from the
+ * registry redrived filled.  Neither is counted in the webhook answers.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "redrive/config.h"
+#include "redrive/forward.h"
 #include "redrive/http_server.h"
 #include "redrive/log.h"
+#include "redrive/metrics.h"
+#include "redrive/smtp_server.h"
 #include "redrive/store.h"
 #include "redrive/store_events.h"
+#include "redrive/store_health.h"
 #include "redrive/timeutil.h"
 #include "redrive/tracker.h"
 #include "redrive/webhook.h"
@@ -29,6 +42,7 @@ struct tracker {
 	const struct config *cfg;
 	struct store *store;
 	struct http_server *http;
+	const struct metrics_registry *reg;
 	struct tracker_stats stats;
 	unsigned pending; /* requests waiting for the store */
 	bool http_closed;
@@ -60,7 +74,11 @@ tracker_count(struct tracker *t, int status)
 		i = 3;
 		break;
 	case 404:
+		t->stats.not_found++;
+		i = 4;
+		break;
 	case 405:
+		t->stats.bad_method++;
 		i = 4;
 		break;
 	case 503:
@@ -123,6 +141,8 @@ tracker_event_cb(int status, const struct store_event_result *r, void *arg)
 	switch (r->outcome) {
 	case STORE_EVENT_RECORDED:
 		t->stats.recorded++;
+		if (r->changed && strcmp(r->status, "delivered") == 0)
+			t->stats.delivered++;
 		if (r->next_attempt_at > 0)
 			t->stats.redrives_scheduled++;
 		if (r->gave_up)
@@ -160,6 +180,14 @@ tracker_event_cb(int status, const struct store_event_result *r, void *arg)
 		    LF_STR("message_id", ev->message_id), LF_END);
 		tracker_answer(
 		    t, req->x, 200, "ignored: unknown message", NULL);
+		break;
+	case STORE_EVENT_EARLY:
+		log_info("webhook early: its send is not recorded yet; "
+			 "Mailgun will retry",
+		    LF_STR("event", ev->event), LF_INT("id", r->message_id),
+		    LF_STR("mailgun_id", ev->message_id), LF_END);
+		tracker_answer(t, req->x, 503, "send not recorded yet, retry",
+		    "Retry-After: 60\r\n");
 		break;
 	case STORE_EVENT_MISMATCH:
 	default:
@@ -219,6 +247,18 @@ tracker_webhook(
 		tracker_answer(t, x, 401, "bad signature", NULL);
 		goto fail;
 	}
+	/*
+	 * Every Mailgun event names itself (FACTS.md 3.3): a well-signed
+	 * event-data object without "event" is malformed input, not a store
+	 * failure (store_event_apply() would refuse it, and a 503 brings
+	 * Mailgun's retries for hours).
+	 */
+	if (req->ev.event == NULL || req->ev.event[0] == '\0') {
+		log_info("webhook refused: no event name",
+		    LF_STR("client", hr->peer), LF_END);
+		tracker_answer(t, x, 400, "malformed webhook", NULL);
+		goto fail;
+	}
 	rc = store_event_apply(
 	    t->store, &req->ev, cfg, now, tracker_event_cb, req);
 	if (rc < 0) {
@@ -233,12 +273,123 @@ fail:
 	free(req);
 }
 
+/* A GET /healthz waiting for its store ping. */
+struct tracker_health {
+	struct tracker *t;
+	struct http_exchange *x;
+};
+
+/* The forwarder's state for /healthz: "running", "paused: ...", "off". */
+static void
+tracker_health_forwarder(const struct tracker *t, char *buf, size_t len)
+{
+	struct forward_stats fs;
+	const struct metrics_registry *reg = t->reg;
+
+	if (reg == NULL || reg->forward == NULL ||
+	    !reg->forward(reg->arg, &fs)) {
+		(void)snprintf(buf, len, "off");
+		return;
+	}
+	if (!fs.paused) {
+		(void)snprintf(buf, len, "running");
+		return;
+	}
+	(void)snprintf(buf, len, "paused: %d %s", fs.pause_status,
+	    fs.pause_reason[0] != '\0' ? fs.pause_reason : "(no text)");
+}
+
+/*
+ * Answers /healthz: 200 while the store commits (status "degraded" when
+ * the forwarder is paused), 503 when it does not.
+ */
+static void
+tracker_health_cb(int status, void *arg)
+{
+	struct tracker_health *h = arg;
+	struct tracker *t = h->t;
+	const struct metrics_registry *reg = t->reg;
+	struct smtp_server_stats ss;
+	char fwd[FORWARD_REASON_MAX + 64], store[128];
+	bool paused, relay;
+	json_t *o;
+	char *text = NULL;
+	int code;
+
+	t->pending--;
+	tracker_health_forwarder(t, fwd, sizeof(fwd));
+	paused = strncmp(fwd, "paused", 6) == 0;
+	relay = reg != NULL && reg->smtp != NULL && reg->smtp(reg->arg, &ss);
+	if (status == 0)
+		(void)snprintf(store, sizeof(store), "ok");
+	else
+		(void)snprintf(
+		    store, sizeof(store), "error: %s", strerror(-status));
+	code = status == 0 ? 200 : 503;
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "status",
+	    status == 0 && !paused ? "ok" : "degraded", "store", store,
+	    "forwarder", fwd, "relay", relay ? "ok" : "off", "tracker", "ok");
+	if (o != NULL)
+		text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (text == NULL) {
+		http_respond(h->x, 503, "text/plain; charset=utf-8",
+		    "out of memory\n", 14, NULL);
+	} else {
+		if (status != 0)
+			log_warn("healthz: the store cannot commit",
+			    LF_STR("error", strerror(-status)), LF_END);
+		http_respond(h->x, code, "application/json", text, strlen(text),
+		    "Cache-Control: no-store\r\n");
+	}
+	free(text);
+	free(h);
+	tracker_check_done(t);
+}
+
 static void
 tracker_healthz(struct tracker *t, struct http_exchange *x)
 {
-	tracker_count(t, 200);
-	http_respond(
-	    x, 200, "application/json", "{\"status\":\"ok\"}\n", 16, NULL);
+	static const char closed[] =
+	    "{\"status\":\"degraded\",\"store\":\"error: closed\"}\n";
+	struct tracker_health *h;
+	int rc;
+
+	h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		http_respond(x, 503, "text/plain; charset=utf-8",
+		    "out of memory\n", 14, NULL);
+		return;
+	}
+	h->t = t;
+	h->x = x;
+	rc = store_health_ping(t->store, tracker_health_cb, h);
+	if (rc < 0) {
+		free(h);
+		http_respond(x, 503, "application/json", closed,
+		    sizeof(closed) - 1, NULL);
+		return;
+	}
+	t->pending++;
+}
+
+/* Answers /metrics in Prometheus' text format 0.0.4. */
+static void
+tracker_metrics(struct tracker *t, struct http_exchange *x)
+{
+	struct metrics_buf b;
+	struct tracker_stats ts = tracker_stats(t);
+
+	memset(&b, 0, sizeof(b));
+	if (metrics_render(&b, t->reg, &ts) != 0) {
+		http_respond(x, 503, "text/plain; charset=utf-8",
+		    "out of memory\n", 14, NULL);
+		goto out;
+	}
+	http_respond(x, 200, METRICS_CONTENT_TYPE, b.data, b.len,
+	    "Cache-Control: no-store\r\n");
+out:
+	free(b.data);
 }
 
 static void
@@ -247,7 +398,8 @@ tracker_handler(
 {
 	struct tracker *t = arg;
 	bool hook = strcmp(hr->path, t->cfg->tracker.path) == 0;
-	bool health = strcmp(hr->path, "/healthz") == 0;
+	bool health = strcmp(hr->path, "/healthz") == 0 ||
+	    strcmp(hr->path, "/metrics") == 0;
 
 	if (t->stopping) {
 		tracker_answer(
@@ -259,7 +411,10 @@ tracker_handler(
 		return;
 	}
 	if (health && strcmp(hr->method, "GET") == 0) {
-		tracker_healthz(t, x);
+		if (hr->path[1] == 'h')
+			tracker_healthz(t, x);
+		else
+			tracker_metrics(t, x);
 		return;
 	}
 	if (hook) {
@@ -277,7 +432,7 @@ tracker_handler(
 
 int
 tracker_start(struct tracker **out, uv_loop_t *loop, const struct config *cfg,
-    struct store *st)
+    struct store *st, const struct metrics_registry *reg)
 {
 	struct http_server_opts opts;
 	struct tracker *t;
@@ -290,6 +445,7 @@ tracker_start(struct tracker **out, uv_loop_t *loop, const struct config *cfg,
 	t->loop = loop;
 	t->cfg = cfg;
 	t->store = st;
+	t->reg = reg;
 	memset(&opts, 0, sizeof(opts));
 	opts.listen = cfg->tracker.listen;
 	opts.max_body = cfg->tracker.max_body;
@@ -336,7 +492,15 @@ tracker_shutdown(struct tracker *t, void (*done)(void *arg), void *arg)
 struct tracker_stats
 tracker_stats(const struct tracker *t)
 {
-	return t->stats;
+	struct tracker_stats s = t->stats;
+	struct http_server_stats hs;
+
+	if (t->http != NULL) {
+		hs = http_server_stats(t->http);
+		s.too_large = hs.too_large;
+		s.refused = hs.refused;
+	}
+	return s;
 }
 
 int

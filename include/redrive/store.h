@@ -27,7 +27,7 @@
 #include <uv.h>
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct store;
 
@@ -340,12 +340,123 @@ typedef void (*store_forward_record_cb)(int status, void *arg);
  * 'failed' with reason and last_error "<status> <text>" (and the message
  * finished when no recipient is left in flight); PAUSE: last_error only.
  * Only recipients still 'queued' change, so nothing 'sent' is ever touched
- * again.  recipients.attempts counts the requests Mailgun accepted; every
+ * again; except that OK also counts the send (attempts + 1, mailgun_id)
+ * for a recipient it carried whose state the send's own webhook already
+ * set (an event may overtake this record), unless it is 'sent' or has
+ * that id already.
+ * recipients.attempts counts the requests Mailgun accepted; every
  * request is an attempts row (docs/forwarding.md).  Everything r points to
  * is copied.  Loop thread.  Returns 0, -EINVAL (OK without an id, no
  * recipients, a bad via), -ENOMEM or -ESHUTDOWN; cb runs only on 0.
  */
 int store_forward_record(struct store *st, const struct store_forward_result *r,
     store_forward_record_cb cb, void *arg);
+
+/* ---- Stats, tail and purge (core/store_stats.c) ----------------------- */
+
+/* The recipient states, in the order of store_db_stats.recipients[]. */
+#define STORE_NSTATES 6
+extern const char *const store_state_names[STORE_NSTATES];
+
+/* How many top reasons and domains store_db_stats_read() keeps. */
+#define STORE_STATS_TOP 5
+
+/* One entry of a top list: a name and how often it was seen. */
+struct store_stats_item {
+	char *name;
+	int64_t count;
+};
+
+/*
+ * What `redrive stats` reports about the messages received at or after a
+ * time, and their recipients, sends and events (docs/cli.md "stats").
+ */
+struct store_db_stats {
+	int64_t messages;
+	int64_t recipients[STORE_NSTATES]; /* by store_state_names[] */
+	int64_t redriven_final;		   /* re-driven recipients now final */
+	int64_t redriven_delivered;	   /* of those, the delivered ones */
+	struct store_stats_item reasons[STORE_STATS_TOP]; /* most first */
+	size_t nreasons;
+	struct store_stats_item domains[STORE_STATS_TOP]; /* most first */
+	size_t ndomains;
+};
+
+/*
+ * Fills out for the messages received at or after since (ms), in one
+ * read transaction.  A recipient is re-driven when a send via 'storage'
+ * carried it or Mailgun accepted more than one send of it.  top reasons
+ * count each terminal failure event (event 'failed', severity permanent
+ * or reason 'old') by its reason, and each failed recipient without one
+ * by its reason up to the first ':'.  Returns 0 or a negative errno code;
+ * out is cleared on failure.  The caller frees with store_db_stats_clear().
+ */
+int store_db_stats_read(
+    struct store_db *db, int64_t since, struct store_db_stats *out);
+
+/* Frees what s owns; NULL-safe. */
+void store_db_stats_clear(struct store_db_stats *s);
+
+/* One event as `redrive tail` prints it. */
+struct store_tail_row {
+	int64_t id;	     /* events.id: rows come in this order */
+	int64_t message_id;  /* 0 if none */
+	int64_t received_at; /* ms: when redrive recorded it */
+	struct store_event_row ev;
+};
+
+/* Called for each row; a non-zero return stops the walk and is returned. */
+typedef int (*store_tail_cb)(const struct store_tail_row *row, void *arg);
+
+/* Sets *max_id to the highest events.id (0: none).  0 or an error. */
+int store_db_events_max(struct store_db *db, int64_t *max_id);
+
+/*
+ * Calls cb for at most limit events with an id above after_id that were
+ * recorded at or after since (ms; 0: any), lowest id first, in one read
+ * transaction, and sets *last_id to the id of the last row for which cb
+ * returned 0 (unchanged when none).  Returns 0 or a negative errno code.
+ */
+int store_db_events_after(struct store_db *db, int64_t after_id, int64_t since,
+    long limit, store_tail_cb cb, void *arg, int64_t *last_id);
+
+/*
+ * Checks that the file db was opened from is still there: 0, or -ENOENT
+ * when it was removed.
+ */
+int store_db_present(struct store_db *db);
+
+/* How many messages (and tokens) one purge transaction deletes at most. */
+#define STORE_PURGE_BATCH 500
+
+/*
+ * Deletes the finished messages (at least one recipient, all of them
+ * delivered or failed) received before before (ms), with their bodies,
+ * recipients, sends and events (ON DELETE CASCADE), and the webhook
+ * tokens recorded before tokens_before, in transactions of at most
+ * STORE_PURGE_BATCH rows each, so that the daemon never waits long for the
+ * write lock.  A message that is not final is never touched.  Counts what
+ * was deleted in *messages and *tokens (also on failure).  db must be
+ * read-write.  Returns 0 or a negative errno code.
+ */
+int store_db_purge(struct store_db *db, int64_t before, int64_t tokens_before,
+    uint64_t *messages, uint64_t *tokens);
+
+/*
+ * Called on the loop thread once per accepted store_purge(): status 0 and
+ * what one job deleted, or a negative errno code (nothing deleted).
+ */
+typedef void (*store_purge_cb)(
+    int status, uint64_t messages, uint64_t tokens, void *arg);
+
+/*
+ * The daemon's face of store_db_purge(): one store job that deletes at most
+ * STORE_PURGE_BATCH finished messages received before before and at most
+ * STORE_PURGE_BATCH tokens recorded before tokens_before.  Repeat while a
+ * count comes back equal to STORE_PURGE_BATCH.  Loop thread.  Returns 0,
+ * -EINVAL, -ENOMEM or -ESHUTDOWN; cb runs only on 0.
+ */
+int store_purge(struct store *st, int64_t before, int64_t tokens_before,
+    store_purge_cb cb, void *arg);
 
 #endif
