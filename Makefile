@@ -4,11 +4,12 @@
 
 MODE ?= debug
 PREFIX ?= /usr/local
+LINK_SENDMAIL ?= no
 DESTDIR ?=
 CC ?= cc
 PYTHON ?= /usr/bin/python3
 
-PKGS := libuv libcurl sqlite3 jansson inih openssl libcrypt
+PKGS := libuv libcurl sqlite3 jansson inih openssl libcrypt libesmtp-1.0
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
@@ -65,6 +66,8 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(OBJDIR)/%.o)
 DAEMON_OBJ := $(DAEMON_MAIN:%.c=$(OBJDIR)/%.o)
 SENDMAIL_SRCS := $(sort $(wildcard sendmail/*.c))
 SENDMAIL_OBJS := $(SENDMAIL_SRCS:%.c=$(OBJDIR)/%.o)
+# The sendmail modules but its main, for the unit tests.
+SENDMAIL_LIB_OBJS = $(filter-out $(OBJDIR)/sendmail/redrive_sendmail.o,$(SENDMAIL_OBJS))
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
@@ -103,10 +106,12 @@ $(OBJDIR)/llhttp/%.o: $(LLHTTP_SRCDIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -isystem $(LLHTTP_INCDIR) $(OPT) -w -c -o $@ $<
 
-$(B)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(LIB_OBJS) $(B)/.mode
+$(B)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(LIB_OBJS) $(SENDMAIL_LIB_OBJS) \
+    $(B)/.mode
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CMOCKA_CFLAGS) $(CFLAGS_ALL) $(LDFLAGS_ALL) \
-	    -o $@ $< $(UNIT_HELPERS) $(LIB_OBJS) $(LIBS) $(CMOCKA_LIBS)
+	    -o $@ $< $(UNIT_HELPERS) $(LIB_OBJS) $(SENDMAIL_LIB_OBJS) $(LIBS) \
+	    $(CMOCKA_LIBS)
 
 -include $(shell find $(B)/obj/$(MODE) -name '*.d' 2>/dev/null)
 
@@ -161,16 +166,40 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_SRCS)
 
+# make install: FHS paths under PREFIX and DESTDIR.  The configuration goes
+# to /etc/redrive (never overwriting one that is there), the store's
+# directory is /var/lib/redrive; the unit's ExecStart names PREFIX/sbin.
+# LINK_SENDMAIL=yes also links PREFIX/sbin/sendmail to redrive-sendmail
+# (nothing else named sendmail is ever touched).
+MANPAGES_1 := man/redrive.1
+MANPAGES_5 := man/redrive.conf.5
+MANPAGES_8 := man/redrived.8 man/redrive-sendmail.8
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 \
+	    $(DESTDIR)$(PREFIX)/share/man/man8 \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0755 $(B)/redrived $(DESTDIR)$(PREFIX)/sbin/redrived
 	install -m 0755 $(B)/redrive $(DESTDIR)$(PREFIX)/bin/redrive
-	if [ -f $(B)/redrive-sendmail ]; then install -m 0755 \
-	    $(B)/redrive-sendmail $(DESTDIR)$(PREFIX)/sbin/redrive-sendmail; fi
+	install -m 0755 $(B)/redrive-sendmail \
+	    $(DESTDIR)$(PREFIX)/sbin/redrive-sendmail
+	install -m 0644 $(MANPAGES_1) $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 $(MANPAGES_5) $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0644 $(MANPAGES_8) $(DESTDIR)$(PREFIX)/share/man/man8
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' etc/redrived.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/redrived.service.tmp
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/redrived.service.tmp
+	mv $(DESTDIR)$(PREFIX)/lib/systemd/system/redrived.service.tmp \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system/redrived.service
+	install -d -m 0750 $(DESTDIR)/var/lib/redrive
 	install -d $(DESTDIR)/etc/redrive
 	if [ ! -e $(DESTDIR)/etc/redrive/redrive.conf ]; then \
 	    install -m 0640 etc/redrive.conf $(DESTDIR)/etc/redrive/redrive.conf; \
 	else echo "install: keeping the existing /etc/redrive/redrive.conf"; fi
+	if [ "$(LINK_SENDMAIL)" = yes ]; then \
+	    ln -sf redrive-sendmail $(DESTDIR)$(PREFIX)/sbin/sendmail; fi
 
 clean:
 	rm -rf $(B)

@@ -40,6 +40,10 @@ struct cli {
 int cmd_log_run(const struct cli *cli, int argc, char **argv);
 int cmd_show_run(const struct cli *cli, int argc, char **argv);
 int cmd_retry_run(const struct cli *cli, int argc, char **argv);
+int cmd_stats_run(const struct cli *cli, int argc, char **argv);
+int cmd_tail_run(const struct cli *cli, int argc, char **argv);
+int cmd_purge_run(const struct cli *cli, int argc, char **argv);
+int cmd_passwd_run(const struct cli *cli, int argc, char **argv);
 
 /*
  * Builds the `log --json` object of row (DESIGN.md's fields).  detail adds

@@ -19,6 +19,10 @@ static const struct redrive_cmd redrive_cmds[] = {
 	{ "log", cmd_log_run },
 	{ "show", cmd_show_run },
 	{ "retry", cmd_retry_run },
+	{ "stats", cmd_stats_run },
+	{ "tail", cmd_tail_run },
+	{ "purge", cmd_purge_run },
+	{ "passwd", cmd_passwd_run },
 };
 
 static void
@@ -29,7 +33,8 @@ redrive_usage(FILE *fp)
 	      "\n"
 	      "Reads redrive's mail log from its store; the daemon need not "
 	      "run, except\n"
-	      "for retry, whose change the daemon carries out.\n"
+	      "for retry, whose change the daemon carries out.  retry and "
+	      "purge write.\n"
 	      "\n"
 	      "Commands:\n"
 	      "  log [--status S[,S...]] [--to ADDR] [--from ADDR] "
@@ -46,6 +51,20 @@ redrive_usage(FILE *fp)
 	      "retrying, failed or\n"
 	      "                     queued recipients due for the running "
 	      "daemon\n"
+	      "  stats [--since WHEN] [--json]\n"
+	      "                     recipients per state, delivery and "
+	      "re-drive rates, top\n"
+	      "                     failure reasons and domains (default "
+	      "since 24h)\n"
+	      "  tail [--since WHEN] [--json]\n"
+	      "                     follows new events as they are "
+	      "committed, until ^C\n"
+	      "  purge --older-than WHEN\n"
+	      "                     deletes finished messages received "
+	      "before WHEN\n"
+	      "  passwd USER        reads a password on stdin, prints "
+	      "USER:HASH for the\n"
+	      "                     relay's auth_users file\n"
 	      "\n"
 	      "Options:\n"
 	      "  -c, --config FILE  the configuration naming the store "
@@ -62,7 +81,8 @@ redrive_usage(FILE *fp)
 	      "from now (15m, 24h, 7d) or an RFC 3339 time.  'redrive COMMAND "
 	      "--help' tells\n"
 	      "more.  Exit status: 0 ok, 1 not found or failed, 2 usage "
-	      "error.\n",
+	      "error.\n"
+	      "See redrive(1) and redrive.conf(5).\n",
 	    fp);
 }
 

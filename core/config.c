@@ -163,6 +163,14 @@ static const struct config_key config_keys[] = {
 	CONFIG_NUM("tracker", "timestamp_window", CONFIG_K_DURATION,
 	    tracker.timestamp_window_ms, 1, CONFIG_DUR_MAX, "1ms to 3650d",
 	    "24h"),
+	CONFIG_NUM("tracker", "reconcile_after", CONFIG_K_DURATION,
+	    tracker.reconcile_after_ms, 0, CONFIG_DUR_MAX, "0s (off) to 3650d",
+	    "2h"),
+	CONFIG_NUM("tracker", "reconcile_interval", CONFIG_K_DURATION,
+	    tracker.reconcile_interval_ms, 1, CONFIG_DUR_MAX, "1ms to 3650d",
+	    "5m"),
+	CONFIG_NUM("tracker", "reconcile_batch", CONFIG_K_UINT,
+	    tracker.reconcile_batch, 1, 1000, "1 to 1000", "10"),
 
 	CONFIG_NUM("retry", "max_attempts", CONFIG_K_UINT, retry.max_attempts,
 	    1, 1000, "1 to 1000", "5"),
@@ -190,6 +198,8 @@ static const struct config_key config_keys[] = {
 	    "alert", "smtp_password", CONFIG_K_SECRET, alert.smtp_password, ""),
 	CONFIG_KEY(
 	    "alert", "smtp_tls", CONFIG_K_TLSMODE, alert.smtp_tls, "starttls"),
+	CONFIG_KEY(
+	    "alert", "smtp_ca_file", CONFIG_K_STR, alert.smtp_ca_file, ""),
 	CONFIG_KEY("alert", "webhook_url", CONFIG_K_URL, alert.webhook_url, ""),
 	CONFIG_KEY(
 	    "alert", "failure_rate", CONFIG_K_RATE, alert.failure_rate, "0.2"),

@@ -31,6 +31,7 @@
 
 #include "redrive/log.h"
 #include "redrive/mailgun.h"
+#include "redrive/metrics.h"
 #include "redrive/timeutil.h"
 
 #define MAILGUN_USER_AGENT "redrive/0.1.0"
@@ -57,7 +58,10 @@ struct mailgun_req {
 	size_t msg_pos;
 	int64_t redrive_id; /* -1 for a resend */
 	mailgun_cb cb;
+	mailgun_body_cb body_cb; /* a GET that hands back its body */
 	void *arg;
+	size_t body_max; /* bytes of the answer kept */
+	bool get;
 	uint64_t started; /* uv_hrtime() */
 	char *body;
 	size_t body_len, body_cap;
@@ -75,6 +79,7 @@ struct mailgun {
 	char *api_key;
 	char *ca_file;
 	char *mime_url;
+	char *events_url;
 	struct curl_slist *headers;
 	long timeout_ms;
 	long connect_timeout_ms;
@@ -84,6 +89,7 @@ struct mailgun {
 	bool closing;
 	struct mailgun_req *reqs;
 	struct mailgun_poll *polls;
+	struct metrics_histogram seconds; /* answered requests */
 };
 
 static void mailgun_check_multi_info(struct mailgun *mg);
@@ -99,6 +105,7 @@ mailgun_free(struct mailgun *mg)
 	free(mg->api_key);
 	free(mg->ca_file);
 	free(mg->mime_url);
+	free(mg->events_url);
 	free(mg);
 	curl_global_cleanup();
 }
@@ -258,7 +265,7 @@ mailgun_curl_socket_cb(
 }
 
 /*
- * CURLOPT_WRITEFUNCTION: keeps the first MAILGUN_BODY_MAX bytes of the
+ * CURLOPT_WRITEFUNCTION: keeps the first body_max bytes of the
  * answer, growing the buffer by doubling up to that bound, and swallows
  * the rest (the transfer goes on; the excess is not needed to classify).
  */
@@ -268,11 +275,11 @@ mailgun_write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	struct mailgun_req *req = userp;
 	size_t n = size * nmemb, room, take;
 
-	if (req->body_len >= MAILGUN_BODY_MAX) {
+	if (req->body_len >= req->body_max) {
 		req->body_cut = req->body_cut || n > 0;
 		return n;
 	}
-	room = MAILGUN_BODY_MAX - req->body_len;
+	room = req->body_max - req->body_len;
 	take = n < room ? n : room;
 	if (req->body_len + take > req->body_cap) {
 		size_t cap = req->body_cap > 0 ? req->body_cap : 1024;
@@ -280,8 +287,8 @@ mailgun_write_cb(char *data, size_t size, size_t nmemb, void *userp)
 
 		while (cap < req->body_len + take)
 			cap *= 2;
-		if (cap > MAILGUN_BODY_MAX)
-			cap = MAILGUN_BODY_MAX;
+		if (cap > req->body_max)
+			cap = req->body_max;
 		nb = realloc(req->body, cap);
 		if (nb == NULL)
 			return 0; /* fails the transfer: CURLE_WRITE_ERROR */
@@ -472,6 +479,15 @@ mailgun_req_result(struct mailgun_req *req, CURLcode code, int cancel,
 		time_now_ms(), res) != 0) {
 		res->outcome = MAILGUN_RETRY;
 		res->transport = -ENOMEM;
+		return;
+	}
+	/* A GET of the Events API: any complete 2xx is the answer. */
+	if (req->body_cb != NULL && status >= 200 && status < 300) {
+		res->outcome = req->body_cut ? MAILGUN_RETRY : MAILGUN_OK;
+		if (req->body_cut) {
+			free(res->message);
+			res->message = strdup("answer too large");
+		}
 	}
 }
 
@@ -487,10 +503,11 @@ mailgun_req_finish(
 	struct mailgun_result res;
 
 	mailgun_req_result(req, code, cancel, &res);
+	if (cancel == 0)
+		metrics_histogram_observe(&mg->seconds, res.seconds);
 	(void)curl_multi_remove_handle(mg->multi, req->easy);
 	curl_easy_cleanup(req->easy);
 	curl_mime_free(req->mime);
-	free(req->body);
 	if (mg->reqs == req)
 		mg->reqs = req->next;
 	else if (req->prev != NULL)
@@ -511,8 +528,12 @@ mailgun_req_finish(
 		    LF_INT("errno", -res.transport),
 		    LF_STR("reason", res.message), LF_END);
 
-	req->cb(&res, req->arg);
+	if (req->body_cb != NULL)
+		req->body_cb(&res, req->body, req->body_len, req->arg);
+	else
+		req->cb(&res, req->arg);
 	mailgun_result_clear(&res);
+	free(req->body);
 	free(req);
 }
 
@@ -560,7 +581,7 @@ mailgun_strdup_noslash(const char *s)
 }
 
 /*
- * Builds {api_base}/v3/{domain}/messages.mime with the domain
+ * Builds {api_base}/v3/{domain}/messages.mime and .../events with the domain
  * percent-encoded (RFC 3986 section 2.1): a '/' in it must not change the
  * path (FACTS.md 1.3, the "Magnificent" 200).
  */
@@ -579,10 +600,13 @@ mailgun_build_url(struct mailgun *mg, const char *domain)
 		goto out;
 	need = strlen(mg->api_base) + strlen(esc) + 32;
 	mg->mime_url = malloc(need);
-	if (mg->mime_url == NULL)
+	mg->events_url = malloc(need);
+	if (mg->mime_url == NULL || mg->events_url == NULL)
 		goto out;
 	(void)snprintf(
 	    mg->mime_url, need, "%s/v3/%s/messages.mime", mg->api_base, esc);
+	(void)snprintf(
+	    mg->events_url, need, "%s/v3/%s/events", mg->api_base, esc);
 	rc = 0;
 out:
 	curl_free(esc);
@@ -789,7 +813,11 @@ mailgun_easy_setup(struct mailgun_req *req, const char *url)
 	ok &= curl_easy_setopt(e, CURLOPT_HEADERDATA, req) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_PRIVATE, req) == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_MIMEPOST, req->mime) == CURLE_OK;
+	if (req->get)
+		ok &= curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK;
+	else
+		ok &= curl_easy_setopt(e, CURLOPT_MIMEPOST, req->mime) ==
+		    CURLE_OK;
 	return ok;
 }
 
@@ -815,6 +843,7 @@ mailgun_req_new(struct mailgun *mg, mailgun_cb cb, void *arg)
 	req->cb = cb;
 	req->arg = arg;
 	req->redrive_id = -1;
+	req->body_max = MAILGUN_BODY_MAX;
 	req->easy = curl_easy_init();
 	if (req->easy != NULL)
 		req->mime = curl_mime_init(req->easy);
@@ -864,9 +893,9 @@ mailgun_req_start(struct mailgun_req *req, const char *url)
 
 /* Checks what every request needs before one is built. */
 static int
-mailgun_admit(const struct mailgun *mg, mailgun_cb cb)
+mailgun_admit(const struct mailgun *mg, bool has_cb)
 {
-	if (cb == NULL)
+	if (!has_cb)
 		return -EINVAL;
 	if (mg->closing)
 		return -ECANCELED;
@@ -897,7 +926,7 @@ mailgun_send_mime(struct mailgun *mg, const char *const *to, size_t nto,
 	for (i = 0; i < nto; i++)
 		if (to[i] == NULL || to[i][0] == '\0')
 			return -EINVAL;
-	rc = mailgun_admit(mg, cb);
+	rc = mailgun_admit(mg, cb != NULL);
 	if (rc != 0)
 		return rc;
 	req = mailgun_req_new(mg, cb, arg);
@@ -988,7 +1017,7 @@ mailgun_resend(struct mailgun *mg, const char *storage_url, const char *to,
 	if (storage_url == NULL || storage_url[0] == '\0' || to == NULL ||
 	    to[0] == '\0')
 		return -EINVAL;
-	rc = mailgun_admit(mg, cb);
+	rc = mailgun_admit(mg, cb != NULL);
 	if (rc != 0)
 		return rc;
 	if (!mailgun_url_allowed(mg, storage_url)) {
@@ -1004,4 +1033,60 @@ mailgun_resend(struct mailgun *mg, const char *storage_url, const char *to,
 		return -ENOMEM;
 	}
 	return mailgun_req_start(req, storage_url);
+}
+
+/*
+ * The Events API (FACTS.md 1.3, 3.7): a GET of {api_base}/v3/{domain}/
+ * events?query, or of a paging URL exactly as a page gave it, with the
+ * same Basic auth and the same check on where the key may go.
+ */
+int
+mailgun_events(
+    struct mailgun *mg, const char *query, mailgun_body_cb cb, void *arg)
+{
+	struct mailgun_req *req;
+	char *url = NULL;
+	size_t need;
+	int rc;
+
+	if (query == NULL)
+		return -EINVAL;
+	rc = mailgun_admit(mg, cb != NULL);
+	if (rc != 0)
+		return rc;
+	if (strncasecmp(query, "http://", 7) == 0 ||
+	    strncasecmp(query, "https://", 8) == 0) {
+		if (!mailgun_url_allowed(mg, query)) {
+			log_warn("mailgun paging url refused: not Mailgun's",
+			    LF_STR("url", query), LF_END);
+			return -EPERM;
+		}
+		url = strdup(query);
+	} else {
+		need = strlen(mg->events_url) + strlen(query) + 2;
+		url = malloc(need);
+		if (url != NULL)
+			(void)snprintf(url, need, "%s%s%s", mg->events_url,
+			    query[0] != '\0' ? "?" : "", query);
+	}
+	if (url == NULL)
+		return -ENOMEM;
+	req = mailgun_req_new(mg, NULL, arg);
+	if (req == NULL) {
+		free(url);
+		return -ENOMEM;
+	}
+	req->body_cb = cb;
+	req->get = true;
+	req->body_max = MAILGUN_EVENTS_BODY_MAX;
+	/* CURLOPT_URL copies the string. */
+	rc = mailgun_req_start(req, url);
+	free(url);
+	return rc;
+}
+
+void
+mailgun_latency(const struct mailgun *mg, struct metrics_histogram *out)
+{
+	*out = mg->seconds;
 }

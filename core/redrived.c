@@ -18,9 +18,14 @@
 
 #include <uv.h>
 
+#include "redrive/alert.h"
 #include "redrive/config.h"
 #include "redrive/forward.h"
+#include "redrive/mailgun.h"
+#include "redrive/metrics.h"
+#include "redrive/reconcile.h"
 #include "redrive/redrive.h"
+#include "redrive/retention.h"
 #include "redrive/tracker.h"
 #include "redrive/log.h"
 #include "redrive/smtp_server.h"
@@ -38,6 +43,10 @@ struct redrived {
 	struct forward *fwd;
 	struct redrive *redrive;
 	struct tracker *tracker;
+	struct alert *alert;
+	struct reconcile *reconcile;
+	struct metrics_registry metrics; /* what /metrics and /healthz read */
+	struct retention *retention;
 	int closing; /* listeners (relay, tracker) still shutting down */
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
@@ -59,7 +68,8 @@ redrived_usage(FILE *f)
 	    "  -h, --help         print this help and exit\n"
 	    "\n"
 	    "Runs in the foreground and logs to stderr (logfmt).\n"
-	    "SIGTERM/SIGINT stop it cleanly; SIGHUP reopens the logs.\n");
+	    "SIGTERM/SIGINT stop it cleanly; SIGHUP reopens the logs.\n"
+	    "See redrived(8) and redrive.conf(5).\n");
 }
 
 /*
@@ -70,6 +80,13 @@ redrived_usage(FILE *f)
 static void
 redrived_close_rest(struct redrived *d)
 {
+	/* First: its Mailgun requests use the forwarder's client. */
+	alert_close(d->alert);
+	d->alert = NULL;
+	reconcile_close(d->reconcile);
+	d->reconcile = NULL;
+	retention_close(d->retention);
+	d->retention = NULL;
 	redrive_close(d->redrive);
 	d->redrive = NULL;
 	forward_close(d->fwd);
@@ -107,6 +124,115 @@ redrived_kick_cb(void *arg)
 	forward_kick(d->fwd);
 }
 
+/* An event from the Events API scheduled a re-drive. */
+static void
+redrived_redrive_kick_cb(void *arg)
+{
+	struct redrived *d = arg;
+
+	redrive_kick(d->redrive);
+}
+
+/* ---- The registry of /metrics and /healthz ----------------------------- */
+
+static bool
+redrived_smtp_stats(void *arg, struct smtp_server_stats *out)
+{
+	struct redrived *d = arg;
+
+	if (d->smtp == NULL)
+		return false;
+	*out = smtp_server_stats(d->smtp);
+	return true;
+}
+
+static bool
+redrived_forward_stats(void *arg, struct forward_stats *out)
+{
+	struct redrived *d = arg;
+
+	if (d->fwd == NULL)
+		return false;
+	*out = forward_stats(d->fwd);
+	return true;
+}
+
+static bool
+redrived_redrive_stats(void *arg, struct redrive_stats *out)
+{
+	struct redrived *d = arg;
+
+	if (d->redrive == NULL)
+		return false;
+	*out = redrive_stats(d->redrive);
+	return true;
+}
+
+static bool
+redrived_store_stats(void *arg, struct store_stats *out)
+{
+	struct redrived *d = arg;
+
+	if (d->store == NULL)
+		return false;
+	*out = store_stats(d->store);
+	return true;
+}
+
+static bool
+redrived_reconcile_stats(void *arg, struct reconcile_stats *out)
+{
+	struct redrived *d = arg;
+
+	if (d->reconcile == NULL)
+		return false;
+	*out = reconcile_stats(d->reconcile);
+	return true;
+}
+
+static bool
+redrived_mailgun_seconds(void *arg, struct metrics_histogram *out)
+{
+	struct redrived *d = arg;
+	struct mailgun *mg;
+
+	if (d->fwd == NULL)
+		return false;
+	mg = forward_mailgun(d->fwd);
+	if (mg == NULL)
+		return false;
+	mailgun_latency(mg, out);
+	return true;
+}
+
+static bool
+redrived_alert_stats(void *arg, struct metrics_alert_stats *out)
+{
+	struct redrived *d = arg;
+	struct alert_stats s;
+
+	if (d->alert == NULL)
+		return false;
+	s = alert_stats(d->alert);
+	out->sent = s.sent;
+	out->pending = s.pending;
+	return true;
+}
+
+/* Fills the registry; the modules it points at may start later. */
+static void
+redrived_registry(struct redrived *d)
+{
+	d->metrics.arg = d;
+	d->metrics.smtp = redrived_smtp_stats;
+	d->metrics.forward = redrived_forward_stats;
+	d->metrics.redrive = redrived_redrive_stats;
+	d->metrics.store = redrived_store_stats;
+	d->metrics.reconcile = redrived_reconcile_stats;
+	d->metrics.mailgun_seconds = redrived_mailgun_seconds;
+	d->metrics.alerts = redrived_alert_stats;
+}
+
 /* A message was stored: the forwarder may have work. */
 static void
 redrived_stored_cb(int64_t id, void *arg)
@@ -140,8 +266,15 @@ redrived_forwarder(struct redrived *d)
 	if (d->smtp != NULL)
 		smtp_server_on_stored(d->smtp, redrived_stored_cb, d);
 	/* Re-drives share the forwarder's client and its concurrency. */
-	return redrive_new(&d->redrive, &d->loop, c, d->store,
+	rc = redrive_new(&d->redrive, &d->loop, c, d->store,
 	    forward_mailgun(d->fwd), redrived_kick_cb, d);
+	if (rc < 0)
+		return rc;
+	/* So does reconciliation, which the tracker's events need. */
+	if (!c->tracker.enabled)
+		return 0;
+	return reconcile_new(&d->reconcile, &d->loop, c, d->store,
+	    forward_mailgun(d->fwd), redrived_redrive_kick_cb, d);
 }
 
 static void
@@ -239,6 +372,7 @@ main(int argc, char **argv)
 	int c, rc, ret = 1;
 
 	memset(&d, 0, sizeof(d));
+	redrived_registry(&d);
 	while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -301,6 +435,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "redrived: %s\n", err);
 		goto out_stop;
 	}
+	rc = retention_new(&d.retention, &d.loop, &d.cfg, d.store);
+	if (rc < 0) {
+		fprintf(stderr, "redrived: cannot start retention: %s\n",
+		    uv_strerror(rc));
+		goto out_stop;
+	}
 	if (d.cfg.relay.enabled) {
 		rc = smtp_server_start(&d.smtp, &d.loop, &d.cfg, d.store);
 		if (rc < 0) {
@@ -310,7 +450,8 @@ main(int argc, char **argv)
 		}
 	}
 	if (d.cfg.tracker.enabled) {
-		rc = tracker_start(&d.tracker, &d.loop, &d.cfg, d.store);
+		rc = tracker_start(
+		    &d.tracker, &d.loop, &d.cfg, d.store, &d.metrics);
 		if (rc < 0) {
 			fprintf(stderr, "redrived: cannot listen on %s: %s\n",
 			    d.cfg.tracker.listen, uv_strerror(rc));
@@ -323,6 +464,15 @@ main(int argc, char **argv)
 		    uv_strerror(rc));
 		goto out_stop;
 	}
+	/* Alerts: after the forwarder, whose client and pauses they use. */
+	rc = alert_new(&d.alert, &d.loop, &d.cfg, d.store,
+	    d.fwd != NULL ? forward_mailgun(d.fwd) : NULL);
+	if (rc < 0) {
+		fprintf(stderr, "redrived: cannot start alerts: %s\n",
+		    uv_strerror(rc));
+		goto out_stop;
+	}
+	forward_on_pause(d.fwd, alert_forward_paused, d.alert);
 	log_info("redrived started", LF_STR("version", REDRIVE_VERSION),
 	    LF_STR("config", path != NULL ? path : "(defaults)"),
 	    LF_STR("store", d.cfg.store.path),

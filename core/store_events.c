@@ -798,8 +798,9 @@ store_events_finish(sqlite3 *db, int64_t mid, int64_t now)
 static bool
 store_events_moves_state(const struct webhook_event *ev)
 {
-	return ev->event != NULL && (strcmp(ev->event, "delivered") == 0 ||
-					strcmp(ev->event, "failed") == 0);
+	return ev->event != NULL &&
+	    (strcmp(ev->event, "delivered") == 0 ||
+		strcmp(ev->event, "failed") == 0);
 }
 
 /*
@@ -808,8 +809,8 @@ store_events_moves_state(const struct webhook_event *ev)
  * SQLite code.
  */
 static int
-store_events_send_known(sqlite3 *db, const struct store_event_job *j,
-    int64_t mid, bool *known)
+store_events_send_known(
+    sqlite3 *db, const struct store_event_job *j, int64_t mid, bool *known)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t one = 0;

@@ -649,23 +649,33 @@ store_forward_update_msg(sqlite3 *db, const struct store_forward_result *r)
 	return rc;
 }
 
+/* The alert of each recipient a rejection failed.  SQLite code. */
+static int
+store_forward_alerts(sqlite3 *db, const struct store_forward_result *r)
+{
+	size_t i;
+	int rc = SQLITE_OK;
+
+	for (i = 0; i < r->nrcpts && rc == SQLITE_OK; i++)
+		rc = store_alerts_recipient_failed(db, r->rcpt_ids[i],
+		    "Mailgun rejected the message (not re-drivable)", r->now);
+	return rc;
+}
+
 /* The record job.  Store thread. */
 static int
 store_forward_record_run(sqlite3 *db, struct store_job *job)
 {
 	struct store_forward_record_job *j =
 	    (struct store_forward_record_job *)job;
-	size_t i;
 	int rc;
 
 	rc = store_forward_insert_attempt(db, &j->r);
 	if (rc == SQLITE_OK)
 		rc = store_forward_update_rcpts(db, j);
 	/* A rejection's alerts commit with it (docs/alerts.md). */
-	for (i = 0; rc == SQLITE_OK && j->r.outcome == STORE_FORWARD_REJECT &&
-	     i < j->r.nrcpts; i++)
-		rc = store_alerts_recipient_failed(db, j->r.rcpt_ids[i],
-		    "Mailgun rejected the message (not re-drivable)", j->r.now);
+	if (rc == SQLITE_OK && j->r.outcome == STORE_FORWARD_REJECT)
+		rc = store_forward_alerts(db, &j->r);
 	if (rc == SQLITE_OK)
 		rc = store_forward_update_msg(db, &j->r);
 	if (rc != SQLITE_OK) {

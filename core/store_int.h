@@ -6,6 +6,7 @@
 #define REDRIVE_STORE_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sqlite3.h>
 
 /*
@@ -74,5 +75,18 @@ struct store_job {
  * -EINVAL when job, run or done is NULL.
  */
 int store_job_submit(struct store *st, struct store_job *job);
+
+/*
+ * Alerts (core/store_alerts.c), called on the store thread inside the job
+ * that set the recipient 'failed', so the alert commits with the failure.
+ * The first writes the alert of one recipient (nothing when it is not
+ * 'failed' or its alert for this failure exists), composed from the
+ * store's rows, why saying why redrive stopped; the second does it for
+ * every failed recipient of a message.  SQLite codes.
+ */
+int store_alerts_recipient_failed(
+    sqlite3 *db, int64_t recipient_id, const char *why, int64_t now);
+int store_alerts_message_failed(
+    sqlite3 *db, int64_t message_id, const char *why, int64_t now);
 
 #endif

@@ -109,6 +109,40 @@ static const char *const store_migrations[] = {
 	 * message (a re-drive gets a new id), so attempts are looked up by it.
 	 */
 	"CREATE INDEX attempts_mailgun_id ON attempts(mailgun_id);",
+	/*
+	 * 3: alerts (docs/alerts.md).  One row per alert, written in the
+	 * transaction that caused it; the sender marks each channel done
+	 * (channels_done: 1 mail, 2 webhook).  A recipient's alert is keyed
+	 * by (recipient_id, sends): the requests that carried it when it
+	 * failed, so the same failure never alerts twice and a failure after
+	 * `redrive retry` (a new send) alerts again.
+	 */
+	"CREATE TABLE alerts ("
+	"  id INTEGER PRIMARY KEY,"
+	"  kind TEXT NOT NULL CHECK (kind IN"
+	"    ('recipient','failure_rate','auth')),"
+	"  message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,"
+	"  recipient_id INTEGER REFERENCES recipients(id) ON DELETE SET NULL,"
+	"  sends INTEGER NOT NULL DEFAULT 0,"
+	"  created_at INTEGER NOT NULL,"
+	"  subject TEXT NOT NULL,"
+	"  body TEXT NOT NULL,"
+	"  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN"
+	"    ('pending','sent')),"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  next_attempt_at INTEGER NOT NULL DEFAULT 0,"
+	"  last_error TEXT,"
+	"  channels_done INTEGER NOT NULL DEFAULT 0,"
+	"  sent_at INTEGER"
+	");"
+	"CREATE UNIQUE INDEX alerts_recipient ON alerts(recipient_id, sends)"
+	"  WHERE kind = 'recipient';"
+	"CREATE INDEX alerts_pending ON alerts(state, next_attempt_at);"
+	"CREATE INDEX alerts_kind ON alerts(kind, created_at);"
+	"CREATE INDEX attempts_at ON attempts(at);"
+	/* Purge and retention delete by recipient and message. */
+	"CREATE INDEX events_recipient ON events(recipient_id);"
+	"CREATE INDEX alerts_message ON alerts(message_id);",
 };
 
 #define STORE_NMIGRATIONS \

@@ -100,6 +100,8 @@ struct forward {
 	unsigned store_failures;
 	uint64_t rnd;
 	struct forward_stats stats;
+	forward_pause_cb pause_cb; /* the alerter's hook; NULL */
+	void *pause_arg;
 };
 
 static void forward_pump(struct forward *fw);
@@ -301,6 +303,18 @@ forward_pause(struct forward *fw, const struct mailgun_result *r, int64_t now)
 	    LF_STR("retry_in",
 		forward_fmt_duration(fw->retry_max_ms, in, sizeof(in))),
 	    LF_END);
+	if (fw->pause_cb != NULL)
+		fw->pause_cb(
+		    (int)r->http_status, fw->stats.pause_reason, fw->pause_arg);
+}
+
+void
+forward_on_pause(struct forward *fw, forward_pause_cb cb, void *arg)
+{
+	if (fw == NULL)
+		return;
+	fw->pause_cb = cb;
+	fw->pause_arg = arg;
 }
 
 static void

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "redrive/smtp_server.h"
@@ -16,6 +17,7 @@
 struct config;
 struct store;
 struct smtp_session;
+struct smtp_auth_users;
 
 /* Bytes one read may bring; the buffer is shared by every session. */
 #define SMTP_READ_BUF (64 * 1024)
@@ -26,6 +28,8 @@ struct smtp_server {
 	uv_timer_t grace;
 	const struct config *cfg;
 	struct store *store;
+	SSL_CTX *tls_ctx;	       /* STARTTLS offered when set */
+	struct smtp_auth_users *users; /* AUTH offered when set */
 	struct smtp_session *sessions; /* every open session object */
 	unsigned nopen;		       /* objects in the list */
 	unsigned nactive;	       /* sessions being served */

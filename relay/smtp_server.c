@@ -13,7 +13,9 @@
 
 #include "redrive/config.h"
 #include "redrive/log.h"
+#include "redrive/smtp_auth.h"
 #include "redrive/smtp_server.h"
+#include "redrive/smtp_tls.h"
 #include "smtp_int.h"
 
 /* Backlog of the listen socket: no collapse under a burst of clients. */
@@ -21,6 +23,51 @@
 
 static void smtp_server_check_done(struct smtp_server *srv);
 static void smtp_server_free_cb(uv_handle_t *h);
+
+/*
+ * Loads what STARTTLS and AUTH need, when configured: the TLS context
+ * (tls_cert, tls_key) and the users file (auth_users).  A bad certificate,
+ * key or users file stops the daemon at start with the reason.
+ */
+static int
+smtp_server_load_security(struct smtp_server *srv, const struct config *cfg)
+{
+	char err[1024];
+	int rc;
+
+	if (cfg->relay.tls_cert != NULL && cfg->relay.tls_cert[0] != '\0') {
+		srv->tls_ctx = smtp_tls_ctx_new(
+		    cfg->relay.tls_cert, cfg->relay.tls_key, err, sizeof(err));
+		if (srv->tls_ctx == NULL) {
+			log_error("cannot load the relay's TLS certificate",
+			    LF_STR("error", err), LF_END);
+			return -EINVAL;
+		}
+	}
+	if (cfg->relay.auth_users != NULL && cfg->relay.auth_users[0] != '\0') {
+		rc = smtp_auth_users_load(
+		    cfg->relay.auth_users, &srv->users, err, sizeof(err));
+		if (rc < 0) {
+			log_error("cannot load the relay's auth_users file",
+			    LF_STR("error", err), LF_END);
+			return rc;
+		}
+		log_info("smtp auth users loaded",
+		    LF_STR("file", cfg->relay.auth_users),
+		    LF_UINT("users", smtp_auth_users_count(srv->users)),
+		    LF_END);
+	}
+	return 0;
+}
+
+/* Frees the server struct and what it loaded at start. */
+static void
+smtp_server_free(struct smtp_server *srv)
+{
+	smtp_tls_ctx_free(srv->tls_ctx);
+	smtp_auth_users_free(srv->users);
+	free(srv);
+}
 
 static void
 smtp_server_connection_cb(uv_stream_t *l, int status)
@@ -83,16 +130,21 @@ smtp_server_start(struct smtp_server **out, uv_loop_t *loop,
 	srv->loop = loop;
 	srv->cfg = cfg;
 	srv->store = st;
+	rc = smtp_server_load_security(srv, cfg);
+	if (rc < 0) {
+		smtp_server_free(srv);
+		return rc;
+	}
 	rc = smtp_server_resolve(cfg->relay.listen, &ss);
 	if (rc < 0) {
 		log_error("cannot resolve the relay's listen address",
 		    LF_STR("listen", cfg->relay.listen), LF_END);
-		free(srv);
+		smtp_server_free(srv);
 		return rc;
 	}
 	rc = uv_tcp_init(loop, &srv->listener);
 	if (rc < 0) {
-		free(srv);
+		smtp_server_free(srv);
 		return rc;
 	}
 	srv->listener.data = srv;
@@ -163,7 +215,7 @@ smtp_server_free_cb(uv_handle_t *h)
 	void (*done)(void *) = srv->done;
 	void *arg = srv->done_arg;
 
-	free(srv);
+	smtp_server_free(srv);
 	if (done != NULL)
 		done(arg);
 }

@@ -17,6 +17,14 @@
  * transaction is orphaned and the callback frees it without touching the
  * session (STYLE.md: an async reply never touches a session that may be
  * gone).
+ *
+ * STARTTLS (RFC 3207) puts a struct smtp_tls (relay/smtp_tls.c, memory
+ * BIOs) between the socket and the state machine: bytes read go through
+ * it, replies go out through SSL_write.  AUTH (RFC 4954) checks passwords
+ * on the threadpool (relay/smtp_auth.c) while the session waits in
+ * SMTP_STATE_AUTH_WAIT with reading stopped, like a commit; the request is
+ * orphaned if the session closes first, so its answer never reaches a
+ * freed session.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -29,8 +37,10 @@
 #include "redrive/config.h"
 #include "redrive/log.h"
 #include "redrive/message.h"
+#include "redrive/smtp_auth.h"
 #include "redrive/smtp_data.h"
 #include "redrive/smtp_parse.h"
+#include "redrive/smtp_tls.h"
 #include "redrive/store.h"
 #include "redrive/timeutil.h"
 #include "smtp_int.h"
@@ -43,13 +53,14 @@
 #define SMTP_RECEIVED_MAX 1024
 
 enum smtp_state {
-	SMTP_STATE_INIT = 0, /* greeted; no HELO/EHLO yet */
-	SMTP_STATE_READY,    /* HELO/EHLO done, no transaction */
-	SMTP_STATE_MAIL,     /* MAIL accepted, no recipient yet */
-	SMTP_STATE_RCPT,     /* at least one recipient */
-	SMTP_STATE_DATA,     /* reading message data */
-	SMTP_STATE_COMMIT,   /* waiting for the store's commit */
-	SMTP_STATE_CLOSED,   /* closing: no more input */
+	SMTP_STATE_INIT = 0,  /* greeted; no HELO/EHLO yet */
+	SMTP_STATE_READY,     /* HELO/EHLO done, no transaction */
+	SMTP_STATE_MAIL,      /* MAIL accepted, no recipient yet */
+	SMTP_STATE_RCPT,      /* at least one recipient */
+	SMTP_STATE_DATA,      /* reading message data */
+	SMTP_STATE_COMMIT,    /* waiting for the store's commit */
+	SMTP_STATE_AUTH_WAIT, /* AUTH: password check or failure delay */
+	SMTP_STATE_CLOSED,    /* closing: no more input */
 };
 
 /*
@@ -64,13 +75,24 @@ struct smtp_txn {
 	size_t caprcpts;
 	struct smtp_mail_params params;
 	int64_t received_at;
+	/* uv_hrtime() at MAIL, for the latency histogram */
+	uint64_t started;
 	char *msg; /* Received field + data */
 	size_t msglen;
 	char *subject;
 	char *message_id;
 	char helo[SMTP_DOMAIN_MAX + 1]; /* copies: the store reads them */
 	char addr[64];			/* after the session may be gone */
+	char auth_user[SMTP_AUTH_USER_MAX + 1]; /* "" if not authenticated */
 	struct store_new_message m;
+};
+
+/* Where an AUTH exchange stands (RFC 4954 4: 334 continuations). */
+enum smtp_auth_step {
+	SMTP_AUTH_NONE = 0,
+	SMTP_AUTH_PLAIN,      /* 334 sent; the PLAIN response comes next */
+	SMTP_AUTH_LOGIN_USER, /* 334 Username: sent */
+	SMTP_AUTH_LOGIN_PASS, /* 334 Password: sent */
 };
 
 struct smtp_session {
@@ -101,6 +123,15 @@ struct smtp_session {
 	char *out;
 	size_t outlen;
 	size_t outcap;
+	/* STARTTLS (RFC 3207) and AUTH (RFC 4954). */
+	struct smtp_tls *tls; /* set from the STARTTLS 220 on */
+	bool loopback;	      /* the client connects from loopback */
+	enum smtp_auth_step auth_step;
+	const char *auth_mech;		/* "PLAIN" or "LOGIN", for logs */
+	struct smtp_auth_req *auth_req; /* password check under way */
+	unsigned auth_failures;		/* in this session */
+	char auth_user[SMTP_AUTH_USER_MAX + 1]; /* "" until AUTH succeeds */
+	char auth_try[SMTP_AUTH_USER_MAX + 1];	/* the user being checked */
 };
 
 struct smtp_wreq {
@@ -113,6 +144,8 @@ typedef void (*smtp_handler)(
     struct smtp_session *s, const char *arg, size_t arglen);
 
 static void smtp_session_input(struct smtp_session *s, const char *p, size_t n);
+static void smtp_session_tls_input(
+    struct smtp_session *s, const char *p, size_t n);
 static void smtp_session_close(struct smtp_session *s);
 static void smtp_session_flush(struct smtp_session *s);
 
@@ -234,50 +267,88 @@ smtp_session_write_cb(uv_write_t *req, int status)
 }
 
 /*
- * Writes what the output buffer holds: directly when the socket takes it,
- * else through a queued write with its own copy.
+ * Writes len bytes to the socket: directly when the socket takes them,
+ * else through a queued write with its own copy.  Returns 0, or -1 when
+ * the session was closed.
  */
-static void
-smtp_session_flush(struct smtp_session *s)
+static int
+smtp_session_send(struct smtp_session *s, const char *buf, size_t len)
 {
 	struct smtp_wreq *w;
 	uv_buf_t b;
 	int n, rc;
 
-	if (s->closing || s->outlen == 0)
-		goto out;
 	n = 0;
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) == 0) {
-		b = uv_buf_init(s->out, (unsigned)s->outlen);
+		b = uv_buf_init((char *)buf, (unsigned)len);
 		n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
 		if (n < 0 && n != UV_EAGAIN) {
 			smtp_session_close(s);
-			return;
+			return -1;
 		}
 		if (n < 0)
 			n = 0;
 	}
-	if ((size_t)n < s->outlen) {
-		size_t rest = s->outlen - (size_t)n;
+	if ((size_t)n < len) {
+		size_t rest = len - (size_t)n;
 
 		w = malloc(sizeof(*w) + rest);
 		if (w == NULL) {
 			smtp_session_close(s);
-			return;
+			return -1;
 		}
 		w->len = rest;
-		memcpy(w->data, s->out + n, rest);
+		memcpy(w->data, buf + n, rest);
 		b = uv_buf_init(w->data, (unsigned)rest);
 		rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1,
 		    smtp_session_write_cb);
 		if (rc < 0) {
 			free(w);
 			smtp_session_close(s);
-			return;
+			return -1;
 		}
 	}
+	return 0;
+}
+
+/*
+ * Once STARTTLS has been answered, replies go through SSL_write and what
+ * OpenSSL has for the peer (handshake records included) to the socket.
+ * Replies made while the handshake runs (a timeout's 421) are dropped:
+ * nothing may be said in the clear any more.
+ */
+static int
+smtp_session_tls_flush(struct smtp_session *s)
+{
+	char buf[16 * 1024];
+	size_t n;
+
+	if (s->outlen > 0 && smtp_tls_is_open(s->tls) &&
+	    smtp_tls_write(s->tls, s->out, s->outlen) < 0) {
+		smtp_session_close(s);
+		return -1;
+	}
 	s->outlen = 0;
-out:
+	while ((n = smtp_tls_pending_out(s->tls, buf, sizeof(buf))) > 0)
+		if (smtp_session_send(s, buf, n) < 0)
+			return -1;
+	return 0;
+}
+
+/* Writes what the output buffer holds (through TLS once it is started). */
+static void
+smtp_session_flush(struct smtp_session *s)
+{
+	if (s->closing)
+		return;
+	if (s->tls != NULL) {
+		if (smtp_session_tls_flush(s) < 0)
+			return;
+	} else if (s->outlen > 0) {
+		if (smtp_session_send(s, s->out, s->outlen) < 0)
+			return;
+		s->outlen = 0;
+	}
 	if (!s->closing && s->close_after_write &&
 	    uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) == 0)
 		smtp_session_close(s);
@@ -328,7 +399,10 @@ smtp_session_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		smtp_session_close(s);
 		return;
 	}
-	smtp_session_input(s, buf->base, (size_t)nread);
+	if (s->tls != NULL)
+		smtp_session_tls_input(s, buf->base, (size_t)nread);
+	else
+		smtp_session_input(s, buf->base, (size_t)nread);
 	smtp_session_flush(s);
 	if (!s->closing)
 		smtp_session_update_reading(s);
@@ -342,6 +416,7 @@ smtp_session_update_reading(struct smtp_session *s)
 	if (s->closing)
 		return;
 	want = s->state != SMTP_STATE_COMMIT && s->state != SMTP_STATE_CLOSED &&
+	    s->state != SMTP_STATE_AUTH_WAIT &&
 	    uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) <
 		SMTP_WRITE_QUEUE_MAX;
 	if (want == s->reading)
@@ -365,6 +440,13 @@ smtp_session_timeout_cb(uv_timer_t *t)
 
 	if (s->closing)
 		return;
+	if (s->tls != NULL && !smtp_tls_is_open(s->tls)) {
+		log_info("smtp tls handshake failed", LF_UINT("session", s->id),
+		    LF_STR("client", s->addr), LF_STR("error", "timeout"),
+		    LF_END);
+		smtp_session_close(s);
+		return;
+	}
 	log_info("smtp session timed out", LF_UINT("session", s->id),
 	    LF_STR("client", s->addr), LF_END);
 	if (s->state == SMTP_STATE_DATA)
@@ -426,6 +508,11 @@ smtp_cmd_helo(
 	    (unsigned long long)cfg->relay.max_message_size);
 	smtp_session_reply(s, "250-8BITMIME");
 	smtp_session_reply(s, "250-ENHANCEDSTATUSCODES");
+	/* RFC 3207 4.2: no STARTTLS once TLS is up. */
+	if (s->srv->tls_ctx != NULL && s->tls == NULL)
+		smtp_session_reply(s, "250-STARTTLS");
+	if (s->srv->users != NULL && (s->tls != NULL || s->loopback))
+		smtp_session_reply(s, "250-AUTH PLAIN LOGIN");
 	smtp_session_reply(s, "250 SMTPUTF8");
 }
 
@@ -504,6 +591,10 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg, size_t arglen)
 
 	if (!smtp_session_check_order(s, SMTP_VERB_MAIL))
 		return;
+	if (cfg->relay.require_auth && s->auth_user[0] == '\0') {
+		smtp_session_reply(s, "530 5.7.0 Authentication required");
+		return;
+	}
 	if (!smtp_prefix(arg, arglen, "FROM:")) {
 		smtp_session_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
@@ -532,6 +623,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg, size_t arglen)
 	}
 	t->params = params;
 	t->session = s;
+	t->started = uv_hrtime();
 	s->txn = t;
 	s->state = SMTP_STATE_MAIL;
 	smtp_session_reply(s, "250 2.1.0 Ok");
@@ -676,6 +768,373 @@ smtp_cmd_unknown(struct smtp_session *s, const char *arg, size_t arglen)
 	smtp_session_reply(s, "500 5.5.2 Error: command not recognized");
 }
 
+/* ---- STARTTLS (RFC 3207) ------------------------------------------------ */
+
+/*
+ * RFC 3207 4: "220 Ready to start TLS" in the clear, then every byte is
+ * TLS.  The rest of the input already read is dropped by
+ * smtp_session_input (CVE-2011-0411).  The handshake must end within the
+ * session's timeout.
+ */
+static void
+smtp_cmd_starttls(struct smtp_session *s, const char *arg, size_t arglen)
+{
+	(void)arg;
+	if (s->srv->tls_ctx == NULL) {
+		smtp_cmd_not_implemented(s, arg, arglen);
+		return;
+	}
+	if (s->tls != NULL) {
+		smtp_session_reply(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!smtp_session_check_order(s, SMTP_VERB_STARTTLS))
+		return;
+	if (s->state != SMTP_STATE_READY) {
+		smtp_session_reply(s,
+		    "503 5.5.1 Error: STARTTLS not allowed during a mail "
+		    "transaction");
+		return;
+	}
+	if (arglen != 0) {
+		smtp_session_reply(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	smtp_session_reply(s, "220 2.0.0 Ready to start TLS");
+	smtp_session_flush(s);
+	if (s->closing)
+		return;
+	s->tls = smtp_tls_new(s->srv->tls_ctx);
+	if (s->tls == NULL) {
+		log_warn("smtp tls setup failed", LF_UINT("session", s->id),
+		    LF_STR("client", s->addr), LF_END);
+		smtp_session_close(s);
+		return;
+	}
+	smtp_session_touch(s);
+}
+
+/*
+ * Input once STARTTLS was answered: the bytes go to OpenSSL; during the
+ * handshake only its records go back; afterwards the decrypted bytes go
+ * to the state machine.  A failed handshake closes this session only.
+ */
+static void
+smtp_session_tls_input(struct smtp_session *s, const char *p, size_t n)
+{
+	char buf[16 * 1024], err[256], desc[128];
+	long k;
+	int rc;
+
+	rc = smtp_tls_feed(s->tls, p, n, err, sizeof(err));
+	if (rc == SMTP_TLS_ERROR) {
+		log_info(smtp_tls_is_open(s->tls) ? "smtp tls error"
+						  : "smtp tls handshake failed",
+		    LF_UINT("session", s->id), LF_STR("client", s->addr),
+		    LF_STR("error", err), LF_END);
+		/* Let the alert out if the socket takes it at once. */
+		if (smtp_session_tls_flush(s) == 0)
+			smtp_session_close(s);
+		return;
+	}
+	if (rc == SMTP_TLS_AGAIN)
+		return; /* the caller flushes the handshake records */
+	if (rc == SMTP_TLS_DONE) {
+		smtp_tls_describe(s->tls, desc, sizeof(desc));
+		log_debug("smtp tls established", LF_UINT("session", s->id),
+		    LF_STR("client", s->addr), LF_STR("tls", desc), LF_END);
+		/*
+		 * RFC 3207 4.2: forget what the client said before: HELO,
+		 * transaction, and any authentication.
+		 */
+		s->helo[0] = '\0';
+		s->esmtp = false;
+		s->auth_user[0] = '\0';
+		s->auth_step = SMTP_AUTH_NONE;
+		smtp_session_reset(s);
+		smtp_session_touch(s);
+	}
+	/* Every decrypted byte goes in (kept if the state must wait). */
+	while (!s->closing) {
+		k = smtp_tls_read(s->tls, buf, sizeof(buf));
+		if (k < 0) {
+			smtp_session_close(s);
+			return;
+		}
+		if (k == 0)
+			break;
+		smtp_session_input(s, buf, (size_t)k);
+	}
+	explicit_bzero(buf, sizeof(buf));
+}
+
+/* ---- AUTH (RFC 4954) ---------------------------------------------------- */
+
+static void smtp_session_resume(struct smtp_session *s);
+
+/* After an AUTH exchange: commands again, and what was pipelined. */
+static void
+smtp_session_auth_finish(struct smtp_session *s, const char *reply)
+{
+	s->state = SMTP_STATE_READY;
+	smtp_session_reply(s, "%s", reply);
+	smtp_session_resume(s);
+}
+
+/* The failure delay is over: the 535 goes out now. */
+static void
+smtp_session_auth_delay_cb(uv_timer_t *t)
+{
+	struct smtp_session *s = t->data;
+
+	if (s->closing || s->state != SMTP_STATE_AUTH_WAIT)
+		return;
+	smtp_session_auth_finish(
+	    s, "535 5.7.8 Authentication credentials invalid");
+}
+
+/*
+ * The outcome of one AUTH.  After SMTP_AUTH_FREE_FAILURES failures in a
+ * session each further 535 waits 1 s, 2 s, then 4 s (on the session's
+ * timer: the loop goes on); the SMTP_AUTH_MAX_FAILURES-th closes it.
+ */
+#define SMTP_AUTH_FREE_FAILURES 3
+#define SMTP_AUTH_MAX_FAILURES 10
+
+static void
+smtp_session_auth_result(struct smtp_session *s, bool ok)
+{
+	unsigned extra;
+	uint64_t delay;
+
+	if (ok) {
+		memcpy(s->auth_user, s->auth_try, sizeof(s->auth_user));
+		log_info("smtp auth ok", LF_UINT("session", s->id),
+		    LF_STR("client", s->addr), LF_STR("user", s->auth_user),
+		    LF_STR("mechanism", s->auth_mech), LF_END);
+		smtp_session_auth_finish(
+		    s, "235 2.7.0 Authentication successful");
+		return;
+	}
+	s->auth_failures++;
+	log_info("smtp auth failed", LF_UINT("session", s->id),
+	    LF_STR("client", s->addr), LF_STR("user", s->auth_try),
+	    LF_STR("mechanism", s->auth_mech),
+	    LF_UINT("failures", s->auth_failures), LF_END);
+	if (s->auth_failures >= SMTP_AUTH_MAX_FAILURES) {
+		smtp_session_reply(
+		    s, "535 5.7.8 Authentication credentials invalid");
+		smtp_session_reply_close(s,
+		    "421 4.7.0 %s Error: too many authentication failures",
+		    s->srv->cfg->relay.hostname);
+		return;
+	}
+	if (s->auth_failures <= SMTP_AUTH_FREE_FAILURES) {
+		smtp_session_auth_finish(
+		    s, "535 5.7.8 Authentication credentials invalid");
+		return;
+	}
+	extra = s->auth_failures - SMTP_AUTH_FREE_FAILURES - 1;
+	delay = (uint64_t)1000 << (extra < 2 ? extra : 2);
+	s->state = SMTP_STATE_AUTH_WAIT;
+	uv_timer_start(&s->timer, smtp_session_auth_delay_cb, delay, 0);
+	smtp_session_update_reading(s);
+}
+
+/* The threadpool's answer (never called for a closed session). */
+static void
+smtp_session_auth_done_cb(void *arg, bool ok)
+{
+	struct smtp_session *s = arg;
+
+	s->auth_req = NULL;
+	if (s->closing || s->state != SMTP_STATE_AUTH_WAIT)
+		return;
+	smtp_session_auth_result(s, ok);
+	smtp_session_flush(s);
+}
+
+/*
+ * Checks user/pass on the threadpool; the session stops reading until the
+ * answer (input already read is kept).  The password is wiped here.
+ */
+static void
+smtp_session_auth_check(struct smtp_session *s, const char *user, char *pass)
+{
+	int rc;
+
+	s->auth_step = SMTP_AUTH_NONE;
+	snprintf(s->auth_try, sizeof(s->auth_try), "%s", user);
+	s->state = SMTP_STATE_AUTH_WAIT;
+	uv_timer_stop(&s->timer);
+	rc = smtp_auth_check(s->srv->loop, s->srv->users, user, pass,
+	    smtp_session_auth_done_cb, s, &s->auth_req);
+	explicit_bzero(pass, strlen(pass));
+	if (rc < 0) {
+		log_warn("smtp auth check failed to start",
+		    LF_UINT("session", s->id), LF_STR("error", uv_strerror(rc)),
+		    LF_END);
+		smtp_session_auth_finish(
+		    s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	smtp_session_update_reading(s);
+}
+
+/* A malformed credential counts as a failure, without a hash to check. */
+static void
+smtp_session_auth_bad(struct smtp_session *s, const char *user)
+{
+	s->auth_step = SMTP_AUTH_NONE;
+	snprintf(s->auth_try, sizeof(s->auth_try), "%s", user);
+	s->state = SMTP_STATE_AUTH_WAIT;
+	smtp_session_auth_result(s, false);
+}
+
+/* Decodes a PLAIN message (RFC 4616) and checks it. */
+static void
+smtp_session_auth_plain(struct smtp_session *s, const char *b64, size_t len)
+{
+	char msg[SMTP_LINE_MAX], user[SMTP_AUTH_USER_MAX + 1];
+	char pass[SMTP_AUTH_PASS_MAX + 1];
+	size_t mlen;
+
+	s->auth_step = SMTP_AUTH_NONE;
+	if (smtp_auth_b64_decode(b64, len, msg, sizeof(msg), &mlen) < 0) {
+		smtp_session_reply(s, "501 5.5.2 Cannot decode response");
+		return;
+	}
+	if (smtp_auth_plain_split(
+		msg, mlen, user, sizeof(user), pass, sizeof(pass)) < 0) {
+		explicit_bzero(msg, sizeof(msg));
+		smtp_session_auth_bad(s, "");
+		return;
+	}
+	explicit_bzero(msg, sizeof(msg));
+	smtp_session_auth_check(s, user, pass);
+	explicit_bzero(pass, sizeof(pass));
+}
+
+/*
+ * A response line after 334 (RFC 4954 4): "*" cancels; else base64 of
+ * what the step expects.
+ */
+static void
+smtp_session_auth_response(struct smtp_session *s, const char *line, size_t len)
+{
+	char buf[SMTP_LINE_MAX];
+	size_t n;
+	enum smtp_auth_step step = s->auth_step;
+
+	if (len == 1 && line[0] == '*') {
+		s->auth_step = SMTP_AUTH_NONE;
+		smtp_session_reply(s, "501 5.0.0 Authentication cancelled");
+		return;
+	}
+	if (step == SMTP_AUTH_PLAIN) {
+		smtp_session_auth_plain(s, line, len);
+		return;
+	}
+	if (smtp_auth_b64_decode(line, len, buf, sizeof(buf), &n) < 0) {
+		s->auth_step = SMTP_AUTH_NONE;
+		smtp_session_reply(s, "501 5.5.2 Cannot decode response");
+		return;
+	}
+	if (step == SMTP_AUTH_LOGIN_USER) {
+		if (!smtp_auth_user_valid(buf, n) || memchr(buf, '\0', n)) {
+			smtp_session_auth_bad(s, "");
+			return;
+		}
+		memcpy(s->auth_try, buf, n + 1);
+		s->auth_step = SMTP_AUTH_LOGIN_PASS;
+		smtp_session_reply(s, "334 UGFzc3dvcmQ6"); /* Password: */
+		return;
+	}
+	/* SMTP_AUTH_LOGIN_PASS */
+	if (n == 0 || n > SMTP_AUTH_PASS_MAX || memchr(buf, '\0', n) != NULL) {
+		explicit_bzero(buf, sizeof(buf));
+		smtp_session_auth_bad(s, s->auth_try);
+		return;
+	}
+	{
+		char user[SMTP_AUTH_USER_MAX + 1];
+
+		memcpy(user, s->auth_try, sizeof(user));
+		smtp_session_auth_check(s, user, buf);
+	}
+	explicit_bzero(buf, sizeof(buf));
+}
+
+/*
+ * AUTH mechanism [initial-response] (RFC 4954 4).  Offered only over TLS
+ * or from loopback: elsewhere a password would cross the network in the
+ * clear (538, RFC 4954 6).
+ */
+static void
+smtp_cmd_auth(struct smtp_session *s, const char *arg, size_t arglen)
+{
+	const char *sp, *ir = NULL;
+	size_t mlen, irlen = 0;
+
+	if (s->srv->users == NULL) {
+		smtp_cmd_not_implemented(s, arg, arglen);
+		return;
+	}
+	if (!smtp_session_check_order(s, SMTP_VERB_AUTH))
+		return;
+	if (s->auth_user[0] != '\0') {
+		smtp_session_reply(s, "503 5.5.1 Error: already authenticated");
+		return;
+	}
+	if (s->state != SMTP_STATE_READY) {
+		smtp_session_reply(s,
+		    "503 5.5.1 Error: AUTH not allowed during a mail "
+		    "transaction");
+		return;
+	}
+	if (s->tls == NULL && !s->loopback) {
+		smtp_session_reply(s,
+		    "538 5.7.11 Encryption required for requested "
+		    "authentication mechanism");
+		return;
+	}
+	sp = memchr(arg, ' ', arglen);
+	mlen = sp != NULL ? (size_t)(sp - arg) : arglen;
+	if (sp != NULL) {
+		ir = sp + 1;
+		irlen = arglen - mlen - 1;
+	}
+	if (mlen == 0) {
+		smtp_session_reply(s, "501 5.5.4 Syntax: AUTH mechanism");
+		return;
+	}
+	if (mlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
+		s->auth_mech = "PLAIN";
+		if (ir == NULL) {
+			s->auth_step = SMTP_AUTH_PLAIN;
+			smtp_session_reply(s, "334 ");
+			return;
+		}
+		/* RFC 4954 4: "=" is an empty initial response. */
+		if (irlen == 1 && ir[0] == '=')
+			irlen = 0;
+		smtp_session_auth_plain(s, ir, irlen);
+		return;
+	}
+	if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
+		s->auth_mech = "LOGIN";
+		s->auth_step = SMTP_AUTH_LOGIN_USER;
+		if (ir == NULL) {
+			smtp_session_reply(
+			    s, "334 VXNlcm5hbWU6"); /* Username: */
+			return;
+		}
+		smtp_session_auth_response(s, ir, irlen);
+		return;
+	}
+	smtp_session_reply(s, "504 5.5.4 Unrecognized authentication type");
+}
+
 /* The command table, indexed by enum smtp_verb. */
 static const smtp_handler smtp_commands[] = {
 	[SMTP_VERB_UNKNOWN] = smtp_cmd_unknown,
@@ -690,8 +1149,8 @@ static const smtp_handler smtp_commands[] = {
 	[SMTP_VERB_VRFY] = smtp_cmd_vrfy,
 	[SMTP_VERB_EXPN] = smtp_cmd_not_implemented,
 	[SMTP_VERB_HELP] = smtp_cmd_help,
-	[SMTP_VERB_STARTTLS] = smtp_cmd_not_implemented,
-	[SMTP_VERB_AUTH] = smtp_cmd_not_implemented,
+	[SMTP_VERB_STARTTLS] = smtp_cmd_starttls,
+	[SMTP_VERB_AUTH] = smtp_cmd_auth,
 	[SMTP_VERB_BDAT] = smtp_cmd_not_implemented,
 };
 
@@ -701,6 +1160,11 @@ smtp_session_command(struct smtp_session *s, const char *line, size_t len)
 	struct smtp_command c;
 
 	smtp_session_touch(s);
+	if (s->auth_step != SMTP_AUTH_NONE) {
+		/* RFC 4954 4: a line after 334 is a response, not a command. */
+		smtp_session_auth_response(s, line, len);
+		return;
+	}
 	if (smtp_parse_command(line, len, &c) != SMTP_PARSE_OK) {
 		smtp_session_reply(s, "500 5.5.2 Error: bad command syntax");
 		return;
@@ -742,7 +1206,8 @@ smtp_session_build_message(struct smtp_session *s, struct smtp_txn *t)
 {
 	const struct config *cfg = s->srv->cfg;
 	char hdr[SMTP_RECEIVED_MAX], helo[SMTP_DOMAIN_MAX + 1], date[64];
-	const char *with;
+	char with[16];
+	const char *proto;
 	char *data;
 	size_t datalen;
 	int n;
@@ -750,9 +1215,13 @@ smtp_session_build_message(struct smtp_session *s, struct smtp_txn *t)
 	smtp_session_clean_name(helo, sizeof(helo), s->helo);
 	time_format_rfc5322(t->received_at, date, sizeof(date));
 	if (t->params.smtputf8)
-		with = "UTF8SMTP";
+		proto = "UTF8SMTP";
 	else
-		with = s->esmtp ? "ESMTP" : "SMTP";
+		proto = s->esmtp ? "ESMTP" : "SMTP";
+	/* RFC 3848, RFC 6531 4.3: S for TLS, A for AUTH (ESMTPSA...). */
+	snprintf(with, sizeof(with), "%s%s%s", proto,
+	    s->esmtp && s->tls != NULL ? "S" : "",
+	    s->esmtp && s->auth_user[0] != '\0' ? "A" : "");
 	n = snprintf(hdr, sizeof(hdr),
 	    "Received: from %s ([%s])\r\n\tby %s (redrive) with %s; %s\r\n",
 	    helo, s->addr, cfg->relay.hostname, with, date);
@@ -804,6 +1273,14 @@ smtp_session_resume(struct smtp_session *s)
 	smtp_session_update_reading(s);
 }
 
+/* A transaction got its final reply: one observation of its length. */
+static void
+smtp_session_observe(struct smtp_session *s, const struct smtp_txn *t)
+{
+	metrics_histogram_observe(&s->srv->stats.txn_seconds,
+	    (double)(uv_hrtime() - t->started) / 1e9);
+}
+
 static void
 smtp_session_stored_cb(int status, int64_t id, void *arg)
 {
@@ -827,6 +1304,7 @@ smtp_session_stored_cb(int status, int64_t id, void *arg)
 		smtp_txn_free(t);
 		return;
 	}
+	smtp_session_observe(s, t);
 	s->txn = NULL;
 	smtp_txn_free(t);
 	s->state = SMTP_STATE_READY;
@@ -855,6 +1333,7 @@ smtp_session_data_end(struct smtp_session *s)
 	smtp_session_touch(s);
 	if (err != SMTP_DATA_OK) {
 		s->srv->stats.rejected++;
+		smtp_session_observe(s, t);
 		log_info("message rejected", LF_UINT("session", s->id),
 		    LF_STR("client", s->addr), LF_STR("from", t->mail_from),
 		    LF_STR("reply", smtp_data_reply(err)), LF_END);
@@ -866,6 +1345,7 @@ smtp_session_data_end(struct smtp_session *s)
 	}
 	rc = smtp_session_build_message(s, t);
 	if (rc < 0) {
+		smtp_session_observe(s, t);
 		smtp_session_reply(s, "451 4.3.0 Error: out of memory");
 		smtp_session_reset(s);
 		return;
@@ -878,7 +1358,8 @@ smtp_session_data_end(struct smtp_session *s)
 	memcpy(t->addr, s->addr, sizeof(t->addr));
 	t->m.helo = t->helo;
 	t->m.client_addr = t->addr;
-	t->m.auth_user = NULL;
+	memcpy(t->auth_user, s->auth_user, sizeof(t->auth_user));
+	t->m.auth_user = t->auth_user[0] != '\0' ? t->auth_user : NULL;
 	t->m.subject = t->subject;
 	t->m.message_id = t->message_id;
 	t->m.smtputf8 = t->params.smtputf8;
@@ -889,6 +1370,7 @@ smtp_session_data_end(struct smtp_session *s)
 	smtp_session_update_reading(s);
 	rc = store_submit(s->srv->store, &t->m, smtp_session_stored_cb, t);
 	if (rc < 0) {
+		smtp_session_observe(s, t);
 		s->state = SMTP_STATE_READY;
 		smtp_session_reply(s,
 		    "451 4.3.0 Error: cannot store the "
@@ -934,13 +1416,23 @@ smtp_line_trim(const char *line, size_t len)
 static void
 smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 {
+	bool was_tls = s->tls != NULL;
+
 	while (n > 0 && !s->closing) {
 		const char *lf;
 		size_t take, linelen, adv;
 
 		if (s->state == SMTP_STATE_CLOSED)
 			return;
-		if (s->state == SMTP_STATE_COMMIT) {
+		/*
+		 * RFC 3207 4, CVE-2011-0411: what the client pipelined after
+		 * STARTTLS was sent in the clear; it is dropped, never read
+		 * as commands nor fed to TLS.
+		 */
+		if (s->tls != NULL && !was_tls)
+			return;
+		if (s->state == SMTP_STATE_COMMIT ||
+		    s->state == SMTP_STATE_AUTH_WAIT) {
 			smtp_session_keep(s, p, n);
 			return;
 		}
@@ -1010,6 +1502,7 @@ smtp_session_close_cb(uv_handle_t *h)
 			s->next->prev = s->prev;
 		smtp_server_session_gone(s->srv, s);
 	}
+	smtp_tls_free(s->tls);
 	free(s->pending);
 	free(s->out);
 	free(s);
@@ -1021,6 +1514,9 @@ smtp_session_close(struct smtp_session *s)
 	if (s->closing)
 		return;
 	s->closing = true;
+	/* A password check under way frees itself; its answer is dropped. */
+	smtp_auth_orphan(s->auth_req);
+	s->auth_req = NULL;
 	if (s->txn != NULL && s->state == SMTP_STATE_COMMIT)
 		s->txn->session = NULL; /* the store's callback frees it */
 	else
@@ -1105,10 +1601,11 @@ smtp_session_accept(struct smtp_server *srv)
 	s->linked = true;
 
 	memset(&ss, 0, sizeof(ss));
-	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
+	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0) {
 		cidr_format_addr(
 		    (struct sockaddr *)&ss, s->addr, sizeof(s->addr));
-	else
+		s->loopback = cidr_is_loopback((struct sockaddr *)&ss);
+	} else
 		snprintf(s->addr, sizeof(s->addr), "unknown");
 
 	if (srv->shutting_down) {

@@ -696,6 +696,10 @@ http_conn_fail(struct http_conn *c, int status, const char *reason)
 		return;
 	log_info("http request refused", LF_STR("peer", c->peer),
 	    LF_INT("status", status), LF_STR("reason", reason), LF_END);
+	if (status == 413)
+		c->srv->stats.too_large++;
+	else
+		c->srv->stats.refused++;
 	c->cur = NULL;
 	c->phase = HTTP_PHASE_DONE;
 	c->fail_status = 0;

@@ -705,6 +705,41 @@ webhook_from_json(json_t *data, struct webhook_event *ev)
 }
 
 /*
+ * An event-data object from elsewhere than a webhook (the Events API's
+ * items, core/reconcile.c): the same normalisation and digest, with the
+ * token given.
+ */
+int
+webhook_event_from_data(
+    const char *json, size_t len, const char *token, struct webhook_event *ev)
+{
+	json_error_t jerr;
+	json_t *data;
+	int rc;
+
+	memset(ev, 0, sizeof(*ev));
+	if (token == NULL || token[0] == '\0')
+		return -EINVAL;
+	data = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (data == NULL)
+		return json_error_code(&jerr) == json_error_out_of_memory
+		    ? -ENOMEM
+		    : -EINVAL;
+	if (!json_is_object(data)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = webhook_text(token, strlen(token), false, &ev->token);
+	if (rc == 0)
+		rc = webhook_from_json(data, ev);
+	if (rc != 0)
+		webhook_event_clear(ev);
+out:
+	json_decref(data);
+	return rc;
+}
+
+/*
  * Takes the signature block of a JSON body: an object whose timestamp is
  * a string of digits or a non-negative integer, whose token is a string,
  * and whose signature (or parent-signature) is a string.  Returns false

@@ -66,6 +66,10 @@ struct config {
 		char *path;
 		uint64_t max_body;
 		int64_t timestamp_window_ms;
+		/* Reconciliation through the Events API (core/reconcile.c). */
+		int64_t reconcile_after_ms; /* 0: off */
+		int64_t reconcile_interval_ms;
+		unsigned reconcile_batch; /* messages looked up per round */
 	} tracker;
 
 	struct {
@@ -90,6 +94,7 @@ struct config {
 		char *smtp_user;
 		char *smtp_password; /* secret */
 		char *smtp_tls;	     /* "starttls", "tls" or "none" */
+		char *smtp_ca_file;  /* extra: CA bundle for smtp; "": system */
 		char *webhook_url;
 		double failure_rate;
 		int64_t failure_window_ms;

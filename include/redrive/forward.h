@@ -69,6 +69,16 @@ void forward_kick(struct forward *fw);
  */
 void forward_close(struct forward *fw);
 
+/*
+ * A pause (a 401/403, "Domain not found", a 200 that is not Mailgun's)
+ * calls cb once per pause episode, on the loop thread, with the HTTP
+ * status and Mailgun's text: the alerter raises its 'auth' alert there.
+ * cb NULL removes the hook.  NULL-safe.
+ */
+typedef void (*forward_pause_cb)(
+    int http_status, const char *reason, void *arg);
+void forward_on_pause(struct forward *fw, forward_pause_cb cb, void *arg);
+
 /* Returns the counters. */
 struct forward_stats forward_stats(const struct forward *fw);
 

@@ -104,6 +104,8 @@ struct http_server_stats {
 	uint64_t requests;
 	uint64_t connections;
 	unsigned active;
+	uint64_t too_large; /* requests the server answered 413 itself */
+	uint64_t refused;   /* other requests it answered itself (4xx, 5xx) */
 };
 struct http_server_stats http_server_stats(const struct http_server *srv);
 

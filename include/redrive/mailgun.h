@@ -106,6 +106,33 @@ int mailgun_send_mime(struct mailgun *mg, const char *const *to, size_t nto,
 int mailgun_resend(struct mailgun *mg, const char *storage_url, const char *to,
     mailgun_cb cb, void *arg);
 
+/* Bytes of an Events API page kept (a page of 300 events fits). */
+#define MAILGUN_EVENTS_BODY_MAX ((size_t)8 * 1024 * 1024)
+
+/*
+ * Called once per accepted mailgun_events(): r as for the other requests
+ * (r->outcome MAILGUN_OK for any 2xx whose body fit; otherwise as
+ * mailgun_classify() says, or a transport error), and the answer's body
+ * (len bytes, not NUL-terminated; NULL when none).
+ */
+typedef void (*mailgun_body_cb)(
+    const struct mailgun_result *r, const char *body, size_t len, void *arg);
+
+/*
+ * GETs the Events API: {api_base}/v3/{domain}/events?query when query is
+ * a query string (its values percent-encoded by the caller, e.g.
+ * "message-id=ID&limit=300"), or query itself when it is an http(s) URL
+ * (a page's paging.next), which must pass the storage URL check of
+ * mailgun_resend (else -EPERM).  Same returns as mailgun_send_mime.
+ */
+int mailgun_events(
+    struct mailgun *mg, const char *query, mailgun_body_cb cb, void *arg);
+
+struct metrics_histogram;
+
+/* Copies the histogram of request durations (answered, not canceled). */
+void mailgun_latency(const struct mailgun *mg, struct metrics_histogram *out);
+
 /* ---- Pure helpers (any thread), exposed for tests ---------------------- */
 
 /*

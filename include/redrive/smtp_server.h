@@ -15,6 +15,8 @@
 
 #include <uv.h>
 
+#include "redrive/metrics.h"
+
 struct config;
 struct store;
 struct smtp_server;
@@ -26,6 +28,8 @@ struct smtp_server_stats {
 	uint64_t messages;    /* stored and acknowledged with 250 */
 	uint64_t rejected;    /* DATA answered with an error */
 	unsigned active;      /* sessions open now */
+	/* From MAIL to the 250/4xx/5xx that ends the data. */
+	struct metrics_histogram txn_seconds;
 };
 
 /*

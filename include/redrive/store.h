@@ -435,7 +435,9 @@ int store_db_present(struct store_db *db);
  * recipients, sends and events (ON DELETE CASCADE), and the webhook
  * tokens recorded before tokens_before, in transactions of at most
  * STORE_PURGE_BATCH rows each, so that the daemon never waits long for the
- * write lock.  A message that is not final is never touched.  Counts what
+ * write lock.  A message that is not final is never touched, nor the one
+ * with the highest id or that of the newest event (SQLite would hand
+ * their ids out again).  Counts what
  * was deleted in *messages and *tokens (also on failure).  db must be
  * read-write.  Returns 0 or a negative errno code.
  */

@@ -26,7 +26,7 @@ enum store_event_outcome {
 				     token: 200, only that token is added */
 	STORE_EVENT_MISMATCH,	  /* token known, other event data: 401 */
 	STORE_EVENT_UNKNOWN,	  /* no message matches: 200, ignored */
-	STORE_EVENT_EARLY, /* its send is not recorded yet: 503, retry */
+	STORE_EVENT_EARLY,	  /* its send is not recorded yet: 503, retry */
 };
 
 struct store_event_result {

@@ -71,6 +71,16 @@ enum webhook_result webhook_parse(const char *content_type, const char *body,
 bool webhook_verify(
     const char *key, const char *timestamp, const char *token, const char *sig);
 
+/*
+ * Fills ev from an event-data JSON object given as text (len bytes), as
+ * webhook_parse() does for a webhook's event-data, with ev->token a copy
+ * of token: for events that come from elsewhere (the Events API) and have
+ * no signature.  Returns 0 (free ev with webhook_event_clear), -EINVAL
+ * (not a JSON object, or no token) or -ENOMEM; on an error ev is empty.
+ */
+int webhook_event_from_data(
+    const char *json, size_t len, const char *token, struct webhook_event *ev);
+
 /* Frees what ev owns; NULL-safe; leaves it zeroed. */
 void webhook_event_clear(struct webhook_event *ev);
 

@@ -131,6 +131,9 @@ test_assert_defaults(const struct config *c)
 	assert_string_equal(c->tracker.path, "/webhooks/mailgun");
 	assert_true(c->tracker.max_body == 1024ULL * 1024);
 	assert_true(c->tracker.timestamp_window_ms == 24 * HOUR_MS);
+	assert_true(c->tracker.reconcile_after_ms == 2 * HOUR_MS);
+	assert_true(c->tracker.reconcile_interval_ms == 5 * MIN_MS);
+	assert_int_equal(c->tracker.reconcile_batch, 10);
 
 	assert_int_equal(c->retry.max_attempts, 5);
 	assert_true(c->retry.backoff_base_ms == 4 * MIN_MS);
@@ -158,6 +161,7 @@ test_assert_defaults(const struct config *c)
 	assert_string_equal(c->alert.smtp_password, "");
 	assert_string_equal(c->alert.smtp_tls, "starttls");
 	assert_string_equal(c->alert.webhook_url, "");
+	assert_string_equal(c->alert.smtp_ca_file, "");
 	assert_true(
 	    c->alert.failure_rate > 0.19999 && c->alert.failure_rate < 0.20001);
 	assert_true(c->alert.failure_window_ms == 15 * MIN_MS);
@@ -452,6 +456,8 @@ static const struct test_bad test_bad_values[] = {
 	{ "[tracker]\nmax_body = 1T\n", 2, "is not a size" },
 	{ "[tracker]\ntimestamp_window = 1\n", 2,
 	    "[tracker] timestamp_window: \"1\" is not a duration" },
+	{ "[tracker]\nreconcile_batch = 0\n", 2,
+	    "[tracker] reconcile_batch: \"0\" is out of range (1 to 1000)" },
 	/* [retry] */
 	{ "[retry]\nmax_attempts = 0\n", 2,
 	    "[retry] max_attempts: \"0\" is out of range (1 to 1000)" },
@@ -1154,6 +1160,9 @@ test_config_example(void **state)
 		"path",
 		"max_body",
 		"timestamp_window",
+		"reconcile_after",
+		"reconcile_interval",
+		"reconcile_batch",
 		"[retry]",
 		"max_attempts",
 		"backoff_base",
@@ -1170,6 +1179,7 @@ test_config_example(void **state)
 		"smtp_user",
 		"smtp_password",
 		"smtp_tls",
+		"smtp_ca_file",
 		"webhook_url",
 		"failure_rate",
 		"failure_window",
@@ -1225,7 +1235,7 @@ test_config_example(void **state)
 		*q++ = *p;
 	}
 	*q = '\0';
-	assert_int_equal(nkeys, 47);
+	assert_int_equal(nkeys, 51);
 	test_file_write(&f, uncommented, strlen(uncommented));
 	if (config_load(&c, f.path, err, sizeof(err)) != 0) {
 		print_error("uncommented example: %s\n", err);

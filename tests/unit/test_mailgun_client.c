@@ -31,6 +31,7 @@
 
 #include "redrive/log.h"
 #include "redrive/mailgun.h"
+#include "redrive/metrics.h"
 
 #define MAX_REQS 8
 #define MAX_PARTS 1100
@@ -946,6 +947,96 @@ test_resend(void **state)
 	fixture_free(f);
 }
 
+/* What a mailgun_events() callback got: the result and a body copy. */
+struct got_body {
+	struct got g;
+	char body[512];
+	size_t len;
+};
+
+static void
+got_body_cb(
+    const struct mailgun_result *r, const char *body, size_t len, void *arg)
+{
+	struct got_body *gb = arg;
+
+	got_cb(r, &gb->g);
+	gb->len = len < sizeof(gb->body) ? len : sizeof(gb->body);
+	if (body != NULL)
+		memcpy(gb->body, body, gb->len);
+}
+
+/*
+ * The Events API: a GET with Basic auth of events?query, or of a paging
+ * URL on api_base's host (never another host); any 2xx hands the body
+ * back as MAILGUN_OK, a 401 is MAILGUN_PAUSE; every answered request is
+ * in the latency histogram.
+ */
+static void
+test_events(void **state)
+{
+	static const char page[] =
+	    "{\"items\": [], \"paging\": {\"next\": \"x\"}}";
+	struct fixture *f = fixture_new(5000, 1);
+	struct metrics_histogram h;
+	struct got_body gb;
+	char url[256], line[256], hv[64];
+
+	(void)state;
+	memset(&gb, 0, sizeof(gb));
+	srv_respond(&f->srv, "200 OK", "Content-Type: application/json\r\n",
+	    page, strlen(page));
+	assert_int_equal(
+	    mailgun_events(f->mg, "message-id=a.b%40mg.example&limit=300",
+		got_body_cb, &gb),
+	    0);
+	run_until(f, &gb.g.calls, 1);
+	assert_int_equal(gb.g.r.outcome, MAILGUN_OK);
+	assert_int_equal(gb.g.r.http_status, 200);
+	assert_int_equal(gb.len, strlen(page));
+	assert_memory_equal(gb.body, page, gb.len);
+	(void)snprintf(line, sizeof(line),
+	    "GET /v3/example.com/events?message-id=a.b%%40mg.example"
+	    "&limit=300 HTTP/1.1\r\n");
+	assert_memory_equal(f->srv.reqs[0], line, strlen(line));
+	assert_true(
+	    req_header(f->srv.reqs[0], "Authorization", hv, sizeof(hv)));
+	assert_string_equal(hv, "Basic YXBpOmtleQ==");
+	assert_false(
+	    req_header(f->srv.reqs[0], "Content-Type", hv, sizeof(hv)));
+
+	/* A paging URL on api_base's host, exactly as given. */
+	(void)snprintf(url, sizeof(url),
+	    "http://127.0.0.1:%d/v3/example.com/events/W3siYSI6IGZhbHNlfV0=",
+	    f->srv.port);
+	assert_int_equal(mailgun_events(f->mg, url, got_body_cb, &gb), 0);
+	run_until(f, &gb.g.calls, 2);
+	(void)snprintf(line, sizeof(line),
+	    "GET /v3/example.com/events/W3siYSI6IGZhbHNlfV0= HTTP/1.1\r\n");
+	assert_memory_equal(f->srv.reqs[1], line, strlen(line));
+	assert_int_equal(mailgun_events(f->mg,
+			     "https://evil.example/v3/example.com/events/x",
+			     got_body_cb, &gb),
+	    -EPERM);
+	assert_int_equal(mailgun_events(f->mg, "q", NULL, &gb), -EINVAL);
+
+	/* A 401 pauses, and the body still comes. */
+	srv_respond(&f->srv, "401 Unauthorized", "Content-Type: text/plain\r\n",
+	    "Forbidden", 9);
+	assert_int_equal(mailgun_events(f->mg, "", got_body_cb, &gb), 0);
+	run_until(f, &gb.g.calls, 3);
+	assert_int_equal(gb.g.r.outcome, MAILGUN_PAUSE);
+	assert_int_equal(gb.len, 9);
+	assert_memory_equal(gb.body, "Forbidden", 9);
+	assert_memory_equal(
+	    f->srv.reqs[2], "GET /v3/example.com/events HTTP", 31);
+
+	mailgun_latency(f->mg, &h);
+	assert_int_equal(h.count, 3);
+	got_clear(&gb.g);
+	fixture_free(f);
+}
+
 /*
  * A callback that closes the client while the other request is in flight:
  * the server answers only the first request it reads, so whichever
@@ -1110,6 +1201,7 @@ main(void)
 		cmocka_unit_test(test_keepalive),
 		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_resend),
+		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_close_from_callback),
 		cmocka_unit_test(test_tls_errors),
 		cmocka_unit_test(test_new_refuses),

@@ -1691,6 +1691,56 @@ test_cut_everywhere(void **state)
 	free(body);
 }
 
+/*
+ * webhook_event_from_data (the Events API's items): the same fields and
+ * digest as the same event-data in a signed webhook, the token given;
+ * not an object, no token, or the text cut anywhere: an error, or (for a
+ * cut that still parses, which JSON never allows here) nothing half-made.
+ */
+static void
+test_from_data(void **state)
+{
+	static const char data[] =
+	    "{\"event\":\"delivered\",\"id\":\"ev-1\","
+	    "\"timestamp\":1700000000.5,\"recipient\":\"a@b.example\","
+	    "\"message\":{\"headers\":{\"message-id\":\"x@mg.example\"}},"
+	    "\"user-variables\":{\"redrive-id\":\"42\"},"
+	    "\"delivery-status\":{\"code\":250}}";
+	struct webhook_event ev, hook;
+	size_t i;
+
+	(void)state;
+	memset(&hook, 0, sizeof(hook));
+	parse_event(data, &hook);
+	assert_int_equal(
+	    webhook_event_from_data(data, strlen(data), "events-api:ev-1", &ev),
+	    0);
+	assert_string_equal(ev.token, "events-api:ev-1");
+	assert_string_equal(ev.event, "delivered");
+	assert_string_equal(ev.event_id, "ev-1");
+	assert_string_equal(ev.recipient, "a@b.example");
+	assert_string_equal(ev.message_id, "x@mg.example");
+	assert_int_equal(ev.redrive_id, 42);
+	assert_int_equal(ev.code, 250);
+	assert_true(ev.at == 1700000000500);
+	assert_string_equal(ev.digest, hook.digest);
+	webhook_event_clear(&ev);
+	webhook_event_clear(&hook);
+
+	assert_int_equal(webhook_event_from_data("[1]", 3, "t", &ev), -EINVAL);
+	assert_null(ev.token);
+	assert_int_equal(
+	    webhook_event_from_data(data, strlen(data), "", &ev), -EINVAL);
+	assert_int_equal(
+	    webhook_event_from_data(data, strlen(data), NULL, &ev), -EINVAL);
+	for (i = 0; i < strlen(data); i++) {
+		assert_int_equal(
+		    webhook_event_from_data(data, i, "t", &ev), -EINVAL);
+		assert_null(ev.token);
+		assert_null(ev.event);
+	}
+}
+
 int
 main(void)
 {
@@ -1716,6 +1766,7 @@ main(void)
 		cmocka_unit_test(test_legacy_multipart),
 		cmocka_unit_test(test_legacy_multipart_bad),
 		cmocka_unit_test(test_cut_everywhere),
+		cmocka_unit_test(test_from_data),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
