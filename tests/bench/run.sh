@@ -1,81 +1,103 @@
 #!/bin/sh
-# make bench: not a test, a measurement.  Accept rate of the relay with
-# durable commits (WAL, synchronous=FULL), driven by Postfix's smtp-source,
-# printed beside this disk's fsync rate.  Medians of RUNS runs with their
-# spread.  Postfix itself is not started.
+# make bench: not a test, a measurement.  Every figure is measured in this
+# one run, on loopback, against the release build in $REDRIVE_BUILD;
+# timings are medians of RUNS runs with their spread (min-max).
+#
+#   accept.sh   the disk's fsync rate; the relay's accept rate with
+#               durable commits (smtp-source, 1 and 20 clients, 4 KiB)
+#   webhook.sh  signed webhook ingest (wrk, 50 connections, every request
+#               a new token and a new event of a known message) beside
+#               nginx answering a static 200 to the same requests
+#   forward.sh  end to end: SMTP accept to Mailgun-accepted ('sent'),
+#               the Mailgun simulator standing in for Mailgun
+#   memory.sh   redrived's RSS with 100 and 10,000 idle SMTP sessions
+#
+# Postfix and the system's nginx are never started: smtp-source is a
+# client, and nginx runs as a private instance on its own port from a
+# config in the bench directory.  Environment: RUNS (3), MSGS (4000 per
+# accept run), WEBHOOK_SECS (5), WEBHOOK_BODIES (200000 per run),
+# E2E_MSGS (2000), IDLE_SESSIONS (10000), SECTIONS (which of the four).
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 B="${REDRIVE_BUILD:-$top/build}"
 RUNS=${RUNS:-3}
-MSGS=${MSGS:-4000}
-work="$top/build/bench"
-rm -rf "$work"
-mkdir -p "$work"
+SECTIONS=${SECTIONS:-accept webhook forward memory}
+base="$top/build/bench"
+rm -rf "$base"
+mkdir -p "$base"
+RESULTS="$base/results"
+: >"$RESULTS"
+export top B RUNS RESULTS
 
-cc -O2 -o "$work/fsync_rate" "$top/tests/bench/fsync_rate.c"
-
+for prog in redrived redrive; do
+	[ -x "$B/$prog" ] || {
+		echo "bench: $B/$prog not built" >&2
+		exit 1
+	}
+done
 command -v smtp-source >/dev/null 2>&1 || {
-	echo "bench: smtp-source not found (Debian package postfix)" >&2
+	echo "bench: smtp-source not found (Debian package postfix;" \
+	    "scripts/install-deps.sh installs it)" >&2
 	exit 1
 }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/redrive.conf" <<CONF
-[relay]
-listen = 127.0.0.1:$port
-hostname = bench.local
-max_connections = 2000
-[tracker]
-enabled = no
-[store]
-path = $work/redrive.db
-[log]
-level = warn
-CONF
-
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-	return 0
+# wrk and nginx are for the bench only, so scripts/install-deps.sh leaves
+# them out; install them here when missing.  A policy-rc.d that refuses
+# service starts keeps the package's postinst from starting the system's
+# nginx (when the system already has one, it is left as it is: we run our
+# own instance on our own port and stop nothing we did not start).
+bench_install() {
+	need=""
+	command -v wrk >/dev/null 2>&1 || need="$need wrk"
+	[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 ||
+	    need="$need nginx-light"
+	[ -n "$need" ] || return 0
+	echo "bench: installing$need with apt-get (bench only; the system" \
+	    "nginx service is not started)"
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "bench: no apt-get; install$need by hand" >&2
+		exit 1
+	fi
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+		$sudo chmod 755 /usr/sbin/policy-rc.d
+		policy=/usr/sbin/policy-rc.d
+	fi
+	rc=0
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q \
+	    --no-install-recommends $need >"$base/apt.log" 2>&1 || {
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get update -q \
+		    >>"$base/apt.log" 2>&1 &&
+		    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q \
+		    --no-install-recommends $need >>"$base/apt.log" 2>&1
+	} || rc=$?
+	[ -z "$policy" ] || $sudo rm -f "$policy"
+	if [ $rc -ne 0 ]; then
+		cat "$base/apt.log" >&2
+		echo "bench: could not install$need" >&2
+		exit 1
+	fi
 }
-trap cleanup EXIT INT TERM
+case " $SECTIONS " in
+*" webhook "*) bench_install ;;
+esac
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-spread() { sort -n | awk 'NR==1{lo=$1} {hi=$1} END {printf "%s-%s", lo, hi}'; }
-
-"$B/redrived" -c "$work/redrive.conf" 2>"$work/redrived.log" &
-pid=$!
-for i in $(seq 50); do
-	python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null && break
-	sleep 0.1
+rev=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo "not a git tree")
+[ -z "$(git -C "$top" status --porcelain --untracked-files=no 2>/dev/null)" ] ||
+    rev="$rev + local changes"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), RUNS=$RUNS, commit $rev"
+for s in $SECTIONS; do
+	echo "== $s"
+	mkdir -p "$base/$s"
+	work="$base/$s" sh "$top/tests/bench/$s.sh"
 done
 
-# One run: elapsed seconds for MSGS messages of LEN bytes over SESS sessions.
-run_one() {
-	sess=$1 len=$2
-	python3 - "$sess" "$len" "$port" "$MSGS" <<'PY'
-import subprocess, sys, time
-sess, ln, port, msgs = sys.argv[1:5]
-t = time.monotonic()
-subprocess.run(["smtp-source", "-s", sess, "-l", ln, "-m", msgs,
-                "-f", "bench@example.com", "-t", "sink@example.com",
-                "127.0.0.1:" + port], check=True)
-print("%.0f" % (int(msgs) / (time.monotonic() - t)))
-PY
-}
-
-fs=""
-for r in $(seq "$RUNS"); do fs="$fs $("$work/fsync_rate" "$work" 2)"; done
-fsync_med=$(echo $fs | tr ' ' '\n' | median)
-fsync_spr=$(echo $fs | tr ' ' '\n' | spread)
-
-printf '\n%-44s %8s  %s\n' "measurement" "median" "spread (runs=$RUNS)"
-printf '%-44s %8s  %s\n' "disk: 4 KiB write+fdatasync /s" "$fsync_med" "$fsync_spr"
-for sess in 1 20; do
-	rs=""
-	for r in $(seq "$RUNS"); do rs="$rs $(run_one $sess 4096)"; done
-	printf '%-44s %8s  %s\n' "relay accept msg/s, $sess client(s), 4 KiB" \
-	    "$(echo $rs | tr ' ' '\n' | median)" "$(echo $rs | tr ' ' '\n' | spread)"
-done
-stored=$("$B/redrive" --db "$work/redrive.db" log --limit 1 --json | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["id"])')
-echo "messages stored in the bench store: $stored"
+printf '\nload average (1/5/15 min): %s before, %s after\n' \
+    "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '\n%-52s %10s  %s\n' "measurement (medians of $RUNS runs)" "median" "spread"
+awk -F '\t' '$1 != "NOTE" { printf "%-52s %10s  %s\n", $1, $2, $3 }' "$RESULTS"
+awk -F '\t' '$1 == "NOTE" { if (!n++) print ""; print "* " $2 }' "$RESULTS"
