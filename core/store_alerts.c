@@ -86,25 +86,6 @@ static const char store_alerts_mark_sql[] =
     " sent_at = CASE WHEN ?4 THEN ?5 ELSE sent_at END,"
     " next_attempt_at = ?6 WHERE id = ?1";
 
-/* Maps an SQLite code to a negative errno code, never 0 for a failure. */
-static int
-store_alerts_err(int rc)
-{
-	int e = store_errno(rc);
-
-	return e != 0 ? e : -EIO;
-}
-
-/* Steps a statement that returns no rows and resets it.  SQLite code. */
-static int
-store_alerts_exec(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
-}
-
 /* Runs a one-integer query with ?1 bound to a.  SQLite code. */
 static int
 store_alerts_count(sqlite3 *db, const char *sql, int64_t a, int64_t *out)
@@ -247,7 +228,7 @@ store_alerts_insert(sqlite3 *db, const char *kind, int64_t mid, int64_t rid,
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 7, body, -1, SQLITE_TRANSIENT);
 	if (rc == SQLITE_OK)
-		rc = store_alerts_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -591,7 +572,7 @@ out:
 		    LF_STR("error", sqlite3_errmsg(db)), LF_END);
 		store_alert_batch_free(j->batch);
 		j->batch = NULL;
-		return store_alerts_err(rc);
+		return store_sql_err(rc);
 	}
 	return 0;
 }
@@ -672,13 +653,13 @@ store_alerts_mark_run(sqlite3 *db, struct store_job *job)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 6, j->next_attempt_at);
 	if (rc == SQLITE_OK)
-		rc = store_alerts_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK) {
 		log_error("store: recording an alert failed",
 		    LF_INT("alert", j->id), LF_STR("error", sqlite3_errmsg(db)),
 		    LF_END);
-		return store_alerts_err(rc);
+		return store_sql_err(rc);
 	}
 	return 0;
 }
@@ -696,7 +677,7 @@ store_alerts_raise_run(sqlite3 *db, struct store_job *job)
 		log_error("store: raising an alert failed",
 		    LF_STR("kind", j->kind),
 		    LF_STR("error", sqlite3_errmsg(db)), LF_END);
-		return store_alerts_err(rc);
+		return store_sql_err(rc);
 	}
 	return 0;
 }

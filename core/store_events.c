@@ -178,23 +178,6 @@ static const char store_redrive_msg_id_sql[] =
 
 /* ---- Small helpers ----------------------------------------------------- */
 
-/* Maps an SQLite code to a negative errno code, never 0 for a failure. */
-static int
-store_events_err(int rc)
-{
-	int e = store_errno(rc);
-
-	return e != 0 ? e : -EIO;
-}
-
-/* Prepares one statement of a job.  An SQLite code. */
-static int
-store_events_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
-{
-	*st = NULL;
-	return sqlite3_prepare_v2(db, sql, -1, st, NULL);
-}
-
 /* Binds text, or SQL NULL for NULL and "" (absent in Mailgun's events). */
 static int
 store_events_bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -211,16 +194,6 @@ store_events_bind_opt(sqlite3_stmt *st, int i, int64_t v)
 	if (v == 0)
 		return sqlite3_bind_null(st, i);
 	return sqlite3_bind_int64(st, i, v);
-}
-
-/* Steps a statement that returns no rows and resets it.  SQLite code. */
-static int
-store_events_exec(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
 /*
@@ -261,7 +234,7 @@ store_events_scalar_id(
 	*out = 0;
 	if (found != NULL)
 		*found = false;
-	rc = store_events_prepare(db, sql, &st);
+	rc = store_sql_prepare(db, sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, a);
 	if (rc == SQLITE_OK)
@@ -410,7 +383,7 @@ store_events_token(sqlite3 *db, struct store_event_job *j, bool *known)
 	int rc;
 
 	*known = false;
-	rc = store_events_prepare(db, store_events_token_sql, &st);
+	rc = store_sql_prepare(db, store_events_token_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 1, j->ev->token, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
@@ -449,7 +422,7 @@ store_events_find_message(sqlite3 *db, struct store_event_job *j, int64_t *id)
 	}
 	if (j->mgid[0] == '\0')
 		return SQLITE_OK;
-	rc = store_events_prepare(db, store_events_msg_by_mgid_sql, &st);
+	rc = store_sql_prepare(db, store_events_msg_by_mgid_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 1, j->mgid, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
@@ -473,7 +446,7 @@ store_events_find_rcpt(sqlite3 *db, const struct store_event_job *j,
 	memset(r, 0, sizeof(*r));
 	if (j->ev->recipient == NULL || j->ev->recipient[0] == '\0')
 		return SQLITE_OK;
-	rc = store_events_prepare(db, store_events_rcpt_sql, &st);
+	rc = store_sql_prepare(db, store_events_rcpt_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, mid);
 	if (rc == SQLITE_OK)
@@ -513,7 +486,7 @@ store_events_seen(
 	*seen = false;
 	if (j->ev->event_id == NULL || j->ev->event_id[0] == '\0')
 		return SQLITE_OK;
-	rc = store_events_prepare(db, store_events_seen_sql, &st);
+	rc = store_sql_prepare(db, store_events_seen_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, mid);
 	if (rc == SQLITE_OK)
@@ -536,7 +509,7 @@ store_events_insert_token(sqlite3 *db, const struct store_event_job *j)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_events_prepare(db, store_events_ins_token_sql, &st);
+	rc = store_sql_prepare(db, store_events_ins_token_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 1, j->ev->token, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
@@ -544,7 +517,7 @@ store_events_insert_token(sqlite3 *db, const struct store_event_job *j)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, j->now);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -558,7 +531,7 @@ store_events_insert(
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_events_prepare(db, store_events_ins_event_sql, &st);
+	rc = store_sql_prepare(db, store_events_ins_event_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, mid);
 	if (rc == SQLITE_OK)
@@ -586,7 +559,7 @@ store_events_insert(
 	if (rc == SQLITE_OK)
 		rc = store_events_bind_text(st, 13, ev->storage_url);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK)
 		return rc;
@@ -609,7 +582,7 @@ store_events_set_state(sqlite3 *db, const struct store_event_job *j,
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_events_prepare(db, store_events_set_state_sql, &st);
+	rc = store_sql_prepare(db, store_events_set_state_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, rid);
 	if (rc == SQLITE_OK)
@@ -625,7 +598,7 @@ store_events_set_state(sqlite3 *db, const struct store_event_job *j,
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 7, j->now);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -755,7 +728,7 @@ store_events_read_status(sqlite3 *db, struct store_event_job *j, int64_t rid)
 	const unsigned char *s;
 	int rc;
 
-	rc = store_events_prepare(
+	rc = store_sql_prepare(
 	    db, "SELECT status FROM recipients WHERE id = ?1", &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, rid);
@@ -779,13 +752,13 @@ store_events_finish(sqlite3 *db, int64_t mid, int64_t now)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_events_prepare(db, store_events_finish_sql, &st);
+	rc = store_sql_prepare(db, store_events_finish_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, mid);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 2, now);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -819,7 +792,7 @@ store_events_send_known(
 	*known = true;
 	if (j->mgid[0] == '\0')
 		return SQLITE_OK;
-	rc = store_events_prepare(db,
+	rc = store_sql_prepare(db,
 	    "SELECT 1 FROM attempts WHERE message_id = ?1 AND mailgun_id = ?2"
 	    " LIMIT 1",
 	    &st);
@@ -899,7 +872,7 @@ out:
 		log_error("store: recording a webhook event failed",
 		    LF_INT("id", mid), LF_STR("error", sqlite3_errmsg(db)),
 		    LF_END);
-		return store_events_err(rc);
+		return store_sql_err(rc);
 	}
 	return 0;
 }
@@ -998,7 +971,7 @@ store_redrive_fill(sqlite3 *db, struct store_redrive_item *it)
 	int64_t v = 0;
 	int rc;
 
-	rc = store_events_prepare(db, store_redrive_url_sql, &st);
+	rc = store_sql_prepare(db, store_redrive_url_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, it->message_id);
 	if (rc == SQLITE_OK)
@@ -1046,7 +1019,7 @@ store_redrive_next_run(sqlite3 *db, struct store_job *job)
 		goto out;
 	}
 	limit = (int64_t)j->max + (int64_t)j->nexclude;
-	rc = store_events_prepare(db, store_redrive_due_sql, &st);
+	rc = store_sql_prepare(db, store_redrive_due_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->now);
 	if (rc == SQLITE_OK)
@@ -1083,7 +1056,7 @@ store_redrive_next_run(sqlite3 *db, struct store_job *job)
 		rc = store_events_scalar_id(
 		    db, store_redrive_next_due_sql, j->now, &b->next_due, NULL);
 	if (rc == SQLITE_OK)
-		rc = store_events_prepare(db, store_redrive_count_sql, &st);
+		rc = store_sql_prepare(db, store_redrive_count_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = store_events_scalar(st, &v, NULL);
 	if (rc == SQLITE_OK)
@@ -1095,7 +1068,7 @@ out:
 		    LF_STR("error", sqlite3_errmsg(db)), LF_END);
 		store_redrive_batch_free(j->batch);
 		j->batch = NULL;
-		return store_events_err(rc);
+		return store_sql_err(rc);
 	}
 	return 0;
 }
@@ -1179,7 +1152,7 @@ store_redrive_do_requeue(sqlite3 *db, struct store_redrive_job *j)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_events_prepare(db, store_redrive_requeue_sql, &st);
+	rc = store_sql_prepare(db, store_redrive_requeue_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->r.recipient_id);
 	if (rc == SQLITE_OK)
@@ -1187,7 +1160,7 @@ store_redrive_do_requeue(sqlite3 *db, struct store_redrive_job *j)
 	if (rc == SQLITE_OK)
 		rc = store_events_bind_text(st, 3, j->text);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	if (rc == SQLITE_OK)
 		j->changed = sqlite3_changes(db) > 0;
 	sqlite3_finalize(st);
@@ -1203,7 +1176,7 @@ store_redrive_insert_attempt(sqlite3 *db, const struct store_redrive_job *j)
 	int64_t attempt;
 	int rc;
 
-	rc = store_events_prepare(db, store_redrive_ins_attempt_sql, &st);
+	rc = store_sql_prepare(db, store_redrive_ins_attempt_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, r->message_id);
 	if (rc == SQLITE_OK)
@@ -1216,19 +1189,19 @@ store_redrive_insert_attempt(sqlite3 *db, const struct store_redrive_job *j)
 	if (rc == SQLITE_OK)
 		rc = store_events_bind_text(st, 5, r->result);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK)
 		return rc;
 	attempt = sqlite3_last_insert_rowid(db);
 
-	rc = store_events_prepare(db, store_redrive_ins_arcpt_sql, &st);
+	rc = store_sql_prepare(db, store_redrive_ins_arcpt_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, attempt);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 2, r->recipient_id);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -1243,7 +1216,7 @@ store_redrive_record_ok(sqlite3 *db, struct store_redrive_job *j)
 	int rc;
 
 	/* Was it still retrying?  The update's CASEs decide the same way. */
-	rc = store_events_prepare(db,
+	rc = store_sql_prepare(db,
 	    "SELECT 1 FROM recipients WHERE id = ?1 AND status = 'retrying'",
 	    &st);
 	if (rc == SQLITE_OK)
@@ -1255,7 +1228,7 @@ store_redrive_record_ok(sqlite3 *db, struct store_redrive_job *j)
 		return rc;
 	j->changed = found;
 
-	rc = store_events_prepare(db, store_redrive_ok_sql, &st);
+	rc = store_sql_prepare(db, store_redrive_ok_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->r.recipient_id);
 	if (rc == SQLITE_OK)
@@ -1263,18 +1236,18 @@ store_redrive_record_ok(sqlite3 *db, struct store_redrive_job *j)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 3, j->mailgun_id, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK)
 		return rc;
 
-	rc = store_events_prepare(db, store_redrive_msg_id_sql, &st);
+	rc = store_sql_prepare(db, store_redrive_msg_id_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->r.message_id);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 2, j->mailgun_id, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -1286,7 +1259,7 @@ store_redrive_record_later(sqlite3 *db, struct store_redrive_job *j)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_events_prepare(db, store_redrive_later_sql, &st);
+	rc = store_sql_prepare(db, store_redrive_later_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->r.recipient_id);
 	if (rc == SQLITE_OK)
@@ -1296,7 +1269,7 @@ store_redrive_record_later(sqlite3 *db, struct store_redrive_job *j)
 	if (rc == SQLITE_OK)
 		rc = store_events_bind_text(st, 4, j->text);
 	if (rc == SQLITE_OK)
-		rc = store_events_exec(st);
+		rc = store_sql_exec(st);
 	if (rc == SQLITE_OK)
 		j->changed = sqlite3_changes(db) > 0;
 	sqlite3_finalize(st);
@@ -1334,7 +1307,7 @@ store_redrive_run(sqlite3 *db, struct store_job *job)
 		    LF_INT("id", j->r.message_id),
 		    LF_INT("recipient", j->r.recipient_id),
 		    LF_STR("error", sqlite3_errmsg(db)), LF_END);
-		return store_events_err(rc);
+		return store_sql_err(rc);
 	}
 	return 0;
 }
@@ -1470,7 +1443,7 @@ store_retry_fail(struct store_db *db, int rc)
 {
 	(void)snprintf(
 	    db->errmsg, sizeof(db->errmsg), "%s", sqlite3_errmsg(db->db));
-	return store_events_err(rc);
+	return store_sql_err(rc);
 }
 
 static void
@@ -1495,7 +1468,7 @@ store_retry_load(struct store_db *db, int64_t message_id, const char *address,
 	size_t cap = 0, count = 0;
 	int rc;
 
-	rc = store_events_prepare(db->db,
+	rc = store_sql_prepare(db->db,
 	    "SELECT id, address, status FROM recipients WHERE message_id = ?1"
 	    " AND (?2 IS NULL OR address = ?2 COLLATE NOCASE) ORDER BY id",
 	    &st);
@@ -1553,13 +1526,13 @@ store_retry_apply(struct store_db *db, int64_t message_id,
 		sql = store_retry_sql(rows[i].was);
 		if (sql == NULL)
 			continue;
-		rc = store_events_prepare(db->db, sql, &st);
+		rc = store_sql_prepare(db->db, sql, &st);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_bind_int64(st, 1, rows[i].id);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_bind_int64(st, 2, now);
 		if (rc == SQLITE_OK)
-			rc = store_events_exec(st);
+			rc = store_sql_exec(st);
 		sqlite3_finalize(st);
 		st = NULL;
 		if (rc != SQLITE_OK)
@@ -1570,13 +1543,13 @@ store_retry_apply(struct store_db *db, int64_t message_id,
 			unfinish = true;
 	}
 	if (rc == SQLITE_OK && unfinish) {
-		rc = store_events_prepare(db->db,
+		rc = store_sql_prepare(db->db,
 		    "UPDATE messages SET finished_at = NULL WHERE id = ?1",
 		    &st);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_bind_int64(st, 1, message_id);
 		if (rc == SQLITE_OK)
-			rc = store_events_exec(st);
+			rc = store_sql_exec(st);
 		sqlite3_finalize(st);
 	}
 	return rc;

@@ -158,23 +158,6 @@ struct store_forward_record_job {
 	void *arg;
 };
 
-/* Maps an SQLite code to a negative errno code, never 0 for a failure. */
-static int
-store_forward_err(int rc)
-{
-	int e = store_errno(rc);
-
-	return e != 0 ? e : -EIO;
-}
-
-/* Prepares one statement of a job.  An SQLite code. */
-static int
-store_forward_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
-{
-	*st = NULL;
-	return sqlite3_prepare_v2(db, sql, -1, st, NULL);
-}
-
 /* Binds text that may be NULL (SQL NULL), copied by SQLite. */
 static int
 store_forward_bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -199,16 +182,6 @@ store_forward_scalar(sqlite3_stmt *st, int64_t *out)
 		rc = SQLITE_OK;
 	sqlite3_reset(st);
 	return rc;
-}
-
-/* Steps a statement that returns no rows and resets it.  SQLite code. */
-static int
-store_forward_exec(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
 static void
@@ -248,7 +221,7 @@ store_forward_load_body(sqlite3 *db, int64_t id, struct store_forward_msg *m)
 	size_t n;
 	int rc;
 
-	rc = store_forward_prepare(db, store_forward_body_sql, &st);
+	rc = store_sql_prepare(db, store_forward_body_sql, &st);
 	if (rc != SQLITE_OK)
 		goto out;
 	rc = sqlite3_bind_int64(st, 1, id);
@@ -291,7 +264,7 @@ store_forward_load_rcpts(
 	m->rcpts = calloc(STORE_FORWARD_MAX_RCPTS, sizeof(*m->rcpts));
 	if (m->rcpts == NULL)
 		return SQLITE_NOMEM;
-	rc = store_forward_prepare(db, store_forward_rcpts_sql, &st);
+	rc = store_sql_prepare(db, store_forward_rcpts_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, id);
 	if (rc == SQLITE_OK)
@@ -328,7 +301,7 @@ store_forward_load_failures(
 	int64_t n = 0;
 	int rc;
 
-	rc = store_forward_prepare(db, store_forward_failures_sql, &st);
+	rc = store_sql_prepare(db, store_forward_failures_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, id);
 	if (rc == SQLITE_OK)
@@ -353,7 +326,7 @@ store_forward_fail_gone(sqlite3 *db, int64_t id, int64_t now)
 
 	log_error("queued message has no stored body; its recipients fail",
 	    LF_INT("id", id), LF_END);
-	rc = store_forward_prepare(db, store_forward_gone_sql, &st);
+	rc = store_sql_prepare(db, store_forward_gone_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, id);
 	if (rc == SQLITE_OK)
@@ -363,7 +336,7 @@ store_forward_fail_gone(sqlite3 *db, int64_t id, int64_t now)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, now);
 	if (rc == SQLITE_OK)
-		rc = store_forward_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	/* The alerts commit with the failures (docs/alerts.md). */
 	if (rc == SQLITE_OK)
@@ -440,7 +413,7 @@ store_forward_next_run(sqlite3 *db, struct store_job *job)
 	}
 
 	/* Collect the ids first: loading runs other statements. */
-	rc = store_forward_prepare(db, store_forward_due_sql, &st);
+	rc = store_sql_prepare(db, store_forward_due_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->now);
 	if (rc == SQLITE_OK)
@@ -464,7 +437,7 @@ store_forward_next_run(sqlite3 *db, struct store_job *job)
 	if (rc != SQLITE_OK)
 		goto out;
 
-	rc = store_forward_prepare(db, store_forward_next_due_sql, &due);
+	rc = store_sql_prepare(db, store_forward_next_due_sql, &due);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(due, 1, j->now);
 	if (rc == SQLITE_OK)
@@ -473,7 +446,7 @@ store_forward_next_run(sqlite3 *db, struct store_job *job)
 	due = NULL;
 	if (rc != SQLITE_OK)
 		goto out;
-	rc = store_forward_prepare(db, store_forward_queued_sql, &due);
+	rc = store_sql_prepare(db, store_forward_queued_sql, &due);
 	if (rc == SQLITE_OK)
 		rc = store_forward_scalar(due, &v);
 	if (rc == SQLITE_OK)
@@ -487,7 +460,7 @@ out:
 		    LF_STR("error", sqlite3_errmsg(db)), LF_END);
 		store_forward_batch_free(j->batch);
 		j->batch = NULL;
-		return store_forward_err(rc);
+		return store_sql_err(rc);
 	}
 	return 0;
 }
@@ -558,7 +531,7 @@ store_forward_insert_attempt(sqlite3 *db, const struct store_forward_result *r)
 	size_t i;
 	int rc;
 
-	rc = store_forward_prepare(db, store_forward_ins_attempt_sql, &st);
+	rc = store_sql_prepare(db, store_forward_ins_attempt_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, r->message_id);
 	if (rc == SQLITE_OK)
@@ -575,19 +548,19 @@ store_forward_insert_attempt(sqlite3 *db, const struct store_forward_result *r)
 	if (rc == SQLITE_OK)
 		rc = store_forward_bind_text(st, 6, r->result);
 	if (rc == SQLITE_OK)
-		rc = store_forward_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK)
 		return rc;
 	attempt = sqlite3_last_insert_rowid(db);
 
-	rc = store_forward_prepare(db, store_forward_ins_arcpt_sql, &st);
+	rc = store_sql_prepare(db, store_forward_ins_arcpt_sql, &st);
 	for (i = 0; i < r->nrcpts && rc == SQLITE_OK; i++) {
 		rc = sqlite3_bind_int64(st, 1, attempt);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_bind_int64(st, 2, r->rcpt_ids[i]);
 		if (rc == SQLITE_OK)
-			rc = store_forward_exec(st);
+			rc = store_sql_exec(st);
 	}
 	sqlite3_finalize(st);
 	return rc;
@@ -603,7 +576,7 @@ store_forward_update_rcpts(
 	size_t i;
 	int rc;
 
-	rc = store_forward_prepare(db, store_forward_upd_sql[r->outcome], &st);
+	rc = store_sql_prepare(db, store_forward_upd_sql[r->outcome], &st);
 	for (i = 0; i < r->nrcpts && rc == SQLITE_OK; i++) {
 		rc = sqlite3_bind_int64(st, 1, r->rcpt_ids[i]);
 		if (rc == SQLITE_OK)
@@ -617,7 +590,7 @@ store_forward_update_rcpts(
 		if (rc == SQLITE_OK && r->outcome == STORE_FORWARD_RETRY)
 			rc = sqlite3_bind_int64(st, 5, r->next_attempt_at);
 		if (rc == SQLITE_OK)
-			rc = store_forward_exec(st);
+			rc = store_sql_exec(st);
 	}
 	sqlite3_finalize(st);
 	return rc;
@@ -633,7 +606,7 @@ store_forward_update_msg(sqlite3 *db, const struct store_forward_result *r)
 	if (r->outcome != STORE_FORWARD_OK &&
 	    r->outcome != STORE_FORWARD_REJECT)
 		return SQLITE_OK;
-	rc = store_forward_prepare(db,
+	rc = store_sql_prepare(db,
 	    r->outcome == STORE_FORWARD_OK ? store_forward_msg_id_sql
 					   : store_forward_finish_sql,
 	    &st);
@@ -644,7 +617,7 @@ store_forward_update_msg(sqlite3 *db, const struct store_forward_result *r)
 		    ? store_forward_bind_text(st, 2, r->mailgun_id)
 		    : sqlite3_bind_int64(st, 2, r->now);
 	if (rc == SQLITE_OK)
-		rc = store_forward_exec(st);
+		rc = store_sql_exec(st);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -682,7 +655,7 @@ store_forward_record_run(sqlite3 *db, struct store_job *job)
 		log_error("store: recording a Mailgun request failed",
 		    LF_INT("id", j->r.message_id),
 		    LF_STR("error", sqlite3_errmsg(db)), LF_END);
-		return store_forward_err(rc);
+		return store_sql_err(rc);
 	}
 	return 0;
 }

@@ -27,6 +27,16 @@ int store_schema_pragmas(sqlite3 *db, int busy_ms, char *err, size_t errlen);
 /* Maps an SQLite result code to a negative errno code. */
 int store_errno(int rc);
 
+/*
+ * The small helpers every store job shares.  store_sql_err: an SQLite code
+ * of a failure as a negative errno code, never 0.  store_sql_prepare: one
+ * statement (*st NULL on failure), an SQLite code.  store_sql_exec: steps a
+ * statement that returns no rows and resets it, an SQLite code.
+ */
+int store_sql_err(int rc);
+int store_sql_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
+int store_sql_exec(sqlite3_stmt *st);
+
 struct store;
 
 /* The longest SQLite error message the CLI's face keeps. */

@@ -183,6 +183,30 @@ store_errno(int rc)
 }
 
 int
+store_sql_err(int rc)
+{
+	int e = store_errno(rc);
+
+	return e != 0 ? e : -EIO;
+}
+
+int
+store_sql_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+	*st = NULL;
+	return sqlite3_prepare_v2(db, sql, -1, st, NULL);
+}
+
+int
+store_sql_exec(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+int
 store_schema_pragmas(sqlite3 *db, int busy_ms, char *err, size_t errlen)
 {
 	char *msg = NULL;
