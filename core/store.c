@@ -40,6 +40,8 @@
 
 /* How long a connection waits for a lock held by another one (the CLI). */
 #define STORE_BUSY_MS 5000
+/* The page cache of the daemon's connection, KiB. */
+#define STORE_CACHE_KIB_STR "16384"
 
 /* Group commit caps: a batch ends at whichever is reached first. */
 #define STORE_BATCH_JOBS 512
@@ -560,6 +562,7 @@ store_db_shut(struct store *st)
 	}
 	if (st->db == NULL)
 		return;
+	store_sql_forget(st->db);
 	rc = sqlite3_close(st->db);
 	if (rc != SQLITE_OK) {
 		/* A job left a statement unfinalized: close when it is. */
@@ -669,6 +672,15 @@ store_open(struct store **out, const char *path, uv_loop_t *loop, char *err,
 		goto out;
 	}
 	ret = store_schema_pragmas(st->db, STORE_BUSY_MS, why, sizeof(why));
+	/*
+	 * The daemon's connection keeps up to STORE_CACHE_KIB_STR KiB of pages
+	 * (the default 2 MiB made every webhook's lookups read the indexes of
+	 * messages and tokens back from the kernel).  Best effort.
+	 */
+	if (ret == 0)
+		(void)sqlite3_exec(st->db,
+		    "PRAGMA cache_size=-" STORE_CACHE_KIB_STR, NULL, NULL,
+		    NULL);
 	if (ret == 0)
 		ret = store_schema_migrate(st->db, why, sizeof(why));
 	if (ret != 0) {

@@ -104,7 +104,7 @@ store_alerts_count(sqlite3 *db, const char *sql, int64_t a, int64_t *out)
 		rc = SQLITE_OK;
 	} else if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -163,7 +163,7 @@ store_alerts_list_sends(sqlite3 *db, int64_t rid, FILE *f)
 	}
 	if (n == 0)
 		fputs("  (none)\n", f);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
@@ -198,7 +198,7 @@ store_alerts_list_events(sqlite3 *db, int64_t rid, FILE *f)
 	}
 	if (n == 0)
 		fputs("  (none)\n", f);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
@@ -229,7 +229,7 @@ store_alerts_insert(sqlite3 *db, const char *kind, int64_t mid, int64_t rid,
 		rc = sqlite3_bind_text(st, 7, body, -1, SQLITE_TRANSIENT);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -250,7 +250,7 @@ store_alerts_exists(sqlite3 *db, int64_t rid, int64_t sends, bool *found)
 		rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*found = true;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
@@ -350,7 +350,7 @@ store_alerts_recipient_failed(
 		    sqlite3_column_int64(r, 2), recipient_id, sends, now,
 		    subject, body);
 out:
-	sqlite3_finalize(r);
+	store_sql_give(r);
 	free(body);
 	free(subject);
 	return rc;
@@ -384,7 +384,7 @@ store_alerts_message_failed(
 		}
 		if (rc == SQLITE_DONE || rc == SQLITE_ROW)
 			rc = SQLITE_OK;
-		sqlite3_finalize(st);
+		store_sql_give(st);
 		st = NULL;
 		for (i = 0; i < n && rc == SQLITE_OK; i++)
 			rc =
@@ -557,7 +557,7 @@ store_alerts_due_run(sqlite3 *db, struct store_job *job)
 	}
 	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
 		rc = SQLITE_OK;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	st = NULL;
 	if (rc == SQLITE_OK)
 		rc = store_alerts_count(db,
@@ -654,7 +654,7 @@ store_alerts_mark_run(sqlite3 *db, struct store_job *job)
 		rc = sqlite3_bind_int64(st, 6, j->next_attempt_at);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (rc != SQLITE_OK) {
 		log_error("store: recording an alert failed",
 		    LF_INT("alert", j->id), LF_STR("error", sqlite3_errmsg(db)),

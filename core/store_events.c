@@ -26,8 +26,9 @@
  *
  * Ownership: each job owns copies of what it needs, except the event and
  * config of store_event_apply(), which the caller keeps alive until the
- * callback.  SQL is prepared per job, as in store_forward.c.  Nothing here
- * logs from the store thread but errors.
+ * callback.  Statements come from the connection's cache (store_sql_take,
+ * all SQL here is static text) and go back to it.  Nothing here logs from
+ * the store thread but errors.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -234,12 +235,12 @@ store_events_scalar_id(
 	*out = 0;
 	if (found != NULL)
 		*found = false;
-	rc = store_sql_prepare(db, sql, &st);
+	rc = store_sql_take(db, sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, a);
 	if (rc == SQLITE_OK)
 		rc = store_events_scalar(st, out, found);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -383,7 +384,7 @@ store_events_token(sqlite3 *db, struct store_event_job *j, bool *known)
 	int rc;
 
 	*known = false;
-	rc = store_sql_prepare(db, store_events_token_sql, &st);
+	rc = store_sql_take(db, store_events_token_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 1, j->ev->token, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
@@ -398,7 +399,7 @@ store_events_token(sqlite3 *db, struct store_event_job *j, bool *known)
 		rc = SQLITE_OK;
 	} else if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -422,12 +423,12 @@ store_events_find_message(sqlite3 *db, struct store_event_job *j, int64_t *id)
 	}
 	if (j->mgid[0] == '\0')
 		return SQLITE_OK;
-	rc = store_sql_prepare(db, store_events_msg_by_mgid_sql, &st);
+	rc = store_sql_take(db, store_events_msg_by_mgid_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 1, j->mgid, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = store_events_scalar(st, id, NULL);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -446,7 +447,7 @@ store_events_find_rcpt(sqlite3 *db, const struct store_event_job *j,
 	memset(r, 0, sizeof(*r));
 	if (j->ev->recipient == NULL || j->ev->recipient[0] == '\0')
 		return SQLITE_OK;
-	rc = store_sql_prepare(db, store_events_rcpt_sql, &st);
+	rc = store_sql_take(db, store_events_rcpt_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, mid);
 	if (rc == SQLITE_OK)
@@ -467,7 +468,7 @@ store_events_find_rcpt(sqlite3 *db, const struct store_event_job *j,
 		rc = SQLITE_OK;
 	} else if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -486,7 +487,7 @@ store_events_seen(
 	*seen = false;
 	if (j->ev->event_id == NULL || j->ev->event_id[0] == '\0')
 		return SQLITE_OK;
-	rc = store_sql_prepare(db, store_events_seen_sql, &st);
+	rc = store_sql_take(db, store_events_seen_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, mid);
 	if (rc == SQLITE_OK)
@@ -498,7 +499,7 @@ store_events_seen(
 		rc = sqlite3_bind_int64(st, 4, j->at);
 	if (rc == SQLITE_OK)
 		rc = store_events_scalar(st, &v, seen);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -509,7 +510,7 @@ store_events_insert_token(sqlite3 *db, const struct store_event_job *j)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_sql_prepare(db, store_events_ins_token_sql, &st);
+	rc = store_sql_take(db, store_events_ins_token_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 1, j->ev->token, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
@@ -518,7 +519,7 @@ store_events_insert_token(sqlite3 *db, const struct store_event_job *j)
 		rc = sqlite3_bind_int64(st, 3, j->now);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -531,7 +532,7 @@ store_events_insert(
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_sql_prepare(db, store_events_ins_event_sql, &st);
+	rc = store_sql_take(db, store_events_ins_event_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, mid);
 	if (rc == SQLITE_OK)
@@ -560,7 +561,7 @@ store_events_insert(
 		rc = store_events_bind_text(st, 13, ev->storage_url);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (rc != SQLITE_OK)
 		return rc;
 	return store_events_insert_token(db, j);
@@ -582,7 +583,7 @@ store_events_set_state(sqlite3 *db, const struct store_event_job *j,
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_sql_prepare(db, store_events_set_state_sql, &st);
+	rc = store_sql_take(db, store_events_set_state_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, rid);
 	if (rc == SQLITE_OK)
@@ -599,7 +600,7 @@ store_events_set_state(sqlite3 *db, const struct store_event_job *j,
 		rc = sqlite3_bind_int64(st, 7, j->now);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -728,7 +729,7 @@ store_events_read_status(sqlite3 *db, struct store_event_job *j, int64_t rid)
 	const unsigned char *s;
 	int rc;
 
-	rc = store_sql_prepare(
+	rc = store_sql_take(
 	    db, "SELECT status FROM recipients WHERE id = ?1", &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, rid);
@@ -741,7 +742,7 @@ store_events_read_status(sqlite3 *db, struct store_event_job *j, int64_t rid)
 		rc = SQLITE_OK;
 	} else if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -752,14 +753,14 @@ store_events_finish(sqlite3 *db, int64_t mid, int64_t now)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_sql_prepare(db, store_events_finish_sql, &st);
+	rc = store_sql_take(db, store_events_finish_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, mid);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 2, now);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -792,7 +793,7 @@ store_events_send_known(
 	*known = true;
 	if (j->mgid[0] == '\0')
 		return SQLITE_OK;
-	rc = store_sql_prepare(db,
+	rc = store_sql_take(db,
 	    "SELECT 1 FROM attempts WHERE message_id = ?1 AND mailgun_id = ?2"
 	    " LIMIT 1",
 	    &st);
@@ -802,7 +803,7 @@ store_events_send_known(
 		rc = sqlite3_bind_text(st, 2, j->mgid, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = store_events_scalar(st, &one, known);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -971,7 +972,7 @@ store_redrive_fill(sqlite3 *db, struct store_redrive_item *it)
 	int64_t v = 0;
 	int rc;
 
-	rc = store_sql_prepare(db, store_redrive_url_sql, &st);
+	rc = store_sql_take(db, store_redrive_url_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, it->message_id);
 	if (rc == SQLITE_OK)
@@ -982,7 +983,7 @@ store_redrive_fill(sqlite3 *db, struct store_redrive_item *it)
 		rc = store_events_column_dup(st, 0, &it->storage_url);
 	else if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (rc == SQLITE_OK)
 		rc = store_events_scalar_id(db, store_redrive_first_sql,
 		    it->message_id, &it->first_accepted_at, NULL);
@@ -1019,7 +1020,7 @@ store_redrive_next_run(sqlite3 *db, struct store_job *job)
 		goto out;
 	}
 	limit = (int64_t)j->max + (int64_t)j->nexclude;
-	rc = store_sql_prepare(db, store_redrive_due_sql, &st);
+	rc = store_sql_take(db, store_redrive_due_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->now);
 	if (rc == SQLITE_OK)
@@ -1046,7 +1047,7 @@ store_redrive_next_run(sqlite3 *db, struct store_job *job)
 	}
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW && rc != SQLITE_OK)
 		goto out;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	st = NULL;
 
 	rc = SQLITE_OK;
@@ -1056,13 +1057,13 @@ store_redrive_next_run(sqlite3 *db, struct store_job *job)
 		rc = store_events_scalar_id(
 		    db, store_redrive_next_due_sql, j->now, &b->next_due, NULL);
 	if (rc == SQLITE_OK)
-		rc = store_sql_prepare(db, store_redrive_count_sql, &st);
+		rc = store_sql_take(db, store_redrive_count_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = store_events_scalar(st, &v, NULL);
 	if (rc == SQLITE_OK)
 		b->retrying = v > 0 ? (uint64_t)v : 0;
 out:
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (rc != SQLITE_OK) {
 		log_error("store: reading the re-drive schedule failed",
 		    LF_STR("error", sqlite3_errmsg(db)), LF_END);
@@ -1152,7 +1153,7 @@ store_redrive_do_requeue(sqlite3 *db, struct store_redrive_job *j)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_sql_prepare(db, store_redrive_requeue_sql, &st);
+	rc = store_sql_take(db, store_redrive_requeue_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->r.recipient_id);
 	if (rc == SQLITE_OK)
@@ -1163,7 +1164,7 @@ store_redrive_do_requeue(sqlite3 *db, struct store_redrive_job *j)
 		rc = store_sql_exec(st);
 	if (rc == SQLITE_OK)
 		j->changed = sqlite3_changes(db) > 0;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -1176,7 +1177,7 @@ store_redrive_insert_attempt(sqlite3 *db, const struct store_redrive_job *j)
 	int64_t attempt;
 	int rc;
 
-	rc = store_sql_prepare(db, store_redrive_ins_attempt_sql, &st);
+	rc = store_sql_take(db, store_redrive_ins_attempt_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, r->message_id);
 	if (rc == SQLITE_OK)
@@ -1190,19 +1191,19 @@ store_redrive_insert_attempt(sqlite3 *db, const struct store_redrive_job *j)
 		rc = store_events_bind_text(st, 5, r->result);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (rc != SQLITE_OK)
 		return rc;
 	attempt = sqlite3_last_insert_rowid(db);
 
-	rc = store_sql_prepare(db, store_redrive_ins_arcpt_sql, &st);
+	rc = store_sql_take(db, store_redrive_ins_arcpt_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, attempt);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 2, r->recipient_id);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -1216,19 +1217,19 @@ store_redrive_record_ok(sqlite3 *db, struct store_redrive_job *j)
 	int rc;
 
 	/* Was it still retrying?  The update's CASEs decide the same way. */
-	rc = store_sql_prepare(db,
+	rc = store_sql_take(db,
 	    "SELECT 1 FROM recipients WHERE id = ?1 AND status = 'retrying'",
 	    &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->r.recipient_id);
 	if (rc == SQLITE_OK)
 		rc = store_events_scalar(st, &v, &found);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (rc != SQLITE_OK)
 		return rc;
 	j->changed = found;
 
-	rc = store_sql_prepare(db, store_redrive_ok_sql, &st);
+	rc = store_sql_take(db, store_redrive_ok_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->r.recipient_id);
 	if (rc == SQLITE_OK)
@@ -1237,18 +1238,18 @@ store_redrive_record_ok(sqlite3 *db, struct store_redrive_job *j)
 		rc = sqlite3_bind_text(st, 3, j->mailgun_id, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (rc != SQLITE_OK)
 		return rc;
 
-	rc = store_sql_prepare(db, store_redrive_msg_id_sql, &st);
+	rc = store_sql_take(db, store_redrive_msg_id_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->r.message_id);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 2, j->mailgun_id, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -1259,7 +1260,7 @@ store_redrive_record_later(sqlite3 *db, struct store_redrive_job *j)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = store_sql_prepare(db, store_redrive_later_sql, &st);
+	rc = store_sql_take(db, store_redrive_later_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->r.recipient_id);
 	if (rc == SQLITE_OK)
@@ -1272,7 +1273,7 @@ store_redrive_record_later(sqlite3 *db, struct store_redrive_job *j)
 		rc = store_sql_exec(st);
 	if (rc == SQLITE_OK)
 		j->changed = sqlite3_changes(db) > 0;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -1468,7 +1469,7 @@ store_retry_load(struct store_db *db, int64_t message_id, const char *address,
 	size_t cap = 0, count = 0;
 	int rc;
 
-	rc = store_sql_prepare(db->db,
+	rc = store_sql_take(db->db,
 	    "SELECT id, address, status FROM recipients WHERE message_id = ?1"
 	    " AND (?2 IS NULL OR address = ?2 COLLATE NOCASE) ORDER BY id",
 	    &st);
@@ -1500,7 +1501,7 @@ store_retry_load(struct store_db *db, int64_t message_id, const char *address,
 	}
 	if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (rc != SQLITE_OK) {
 		store_retry_rows_free(rows, count);
 		return rc;
@@ -1526,14 +1527,14 @@ store_retry_apply(struct store_db *db, int64_t message_id,
 		sql = store_retry_sql(rows[i].was);
 		if (sql == NULL)
 			continue;
-		rc = store_sql_prepare(db->db, sql, &st);
+		rc = store_sql_take(db->db, sql, &st);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_bind_int64(st, 1, rows[i].id);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_bind_int64(st, 2, now);
 		if (rc == SQLITE_OK)
 			rc = store_sql_exec(st);
-		sqlite3_finalize(st);
+		store_sql_give(st);
 		st = NULL;
 		if (rc != SQLITE_OK)
 			break;
@@ -1543,14 +1544,14 @@ store_retry_apply(struct store_db *db, int64_t message_id,
 			unfinish = true;
 	}
 	if (rc == SQLITE_OK && unfinish) {
-		rc = store_sql_prepare(db->db,
+		rc = store_sql_take(db->db,
 		    "UPDATE messages SET finished_at = NULL WHERE id = ?1",
 		    &st);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_bind_int64(st, 1, message_id);
 		if (rc == SQLITE_OK)
 			rc = store_sql_exec(st);
-		sqlite3_finalize(st);
+		store_sql_give(st);
 	}
 	return rc;
 }

@@ -20,8 +20,8 @@
  * still 'queued', so a recipient Mailgun accepted is never changed back.
  *
  * Ownership: each job owns copies of everything it needs; the batch a
- * next job returns belongs to its callback.  SQL is prepared per job: a
- * handful of statements, cheap next to the commit.
+ * next job returns belongs to its callback.  Statements come from the
+ * connection's cache (store_sql_take; all SQL here is static text).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -221,7 +221,7 @@ store_forward_load_body(sqlite3 *db, int64_t id, struct store_forward_msg *m)
 	size_t n;
 	int rc;
 
-	rc = store_sql_prepare(db, store_forward_body_sql, &st);
+	rc = store_sql_take(db, store_forward_body_sql, &st);
 	if (rc != SQLITE_OK)
 		goto out;
 	rc = sqlite3_bind_int64(st, 1, id);
@@ -245,7 +245,7 @@ store_forward_load_body(sqlite3 *db, int64_t id, struct store_forward_msg *m)
 	m->len = n;
 	rc = SQLITE_OK;
 out:
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -264,7 +264,7 @@ store_forward_load_rcpts(
 	m->rcpts = calloc(STORE_FORWARD_MAX_RCPTS, sizeof(*m->rcpts));
 	if (m->rcpts == NULL)
 		return SQLITE_NOMEM;
-	rc = store_sql_prepare(db, store_forward_rcpts_sql, &st);
+	rc = store_sql_take(db, store_forward_rcpts_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, id);
 	if (rc == SQLITE_OK)
@@ -288,7 +288,7 @@ store_forward_load_rcpts(
 	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
 		rc = SQLITE_OK;
 out:
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -301,12 +301,12 @@ store_forward_load_failures(
 	int64_t n = 0;
 	int rc;
 
-	rc = store_sql_prepare(db, store_forward_failures_sql, &st);
+	rc = store_sql_take(db, store_forward_failures_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, id);
 	if (rc == SQLITE_OK)
 		rc = store_forward_scalar(st, &n);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (n < 0)
 		n = 0;
 	m->failures = n > (int64_t)UINT32_MAX ? UINT32_MAX : (unsigned)n;
@@ -326,7 +326,7 @@ store_forward_fail_gone(sqlite3 *db, int64_t id, int64_t now)
 
 	log_error("queued message has no stored body; its recipients fail",
 	    LF_INT("id", id), LF_END);
-	rc = store_sql_prepare(db, store_forward_gone_sql, &st);
+	rc = store_sql_take(db, store_forward_gone_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, id);
 	if (rc == SQLITE_OK)
@@ -337,7 +337,7 @@ store_forward_fail_gone(sqlite3 *db, int64_t id, int64_t now)
 		rc = sqlite3_bind_int64(st, 3, now);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	/* The alerts commit with the failures (docs/alerts.md). */
 	if (rc == SQLITE_OK)
 		rc = store_alerts_message_failed(db, id,
@@ -413,7 +413,7 @@ store_forward_next_run(sqlite3 *db, struct store_job *job)
 	}
 
 	/* Collect the ids first: loading runs other statements. */
-	rc = store_sql_prepare(db, store_forward_due_sql, &st);
+	rc = store_sql_take(db, store_forward_due_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, j->now);
 	if (rc == SQLITE_OK)
@@ -427,7 +427,7 @@ store_forward_next_run(sqlite3 *db, struct store_job *job)
 	}
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		goto out;
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	st = NULL;
 
 	rc = SQLITE_OK;
@@ -437,23 +437,23 @@ store_forward_next_run(sqlite3 *db, struct store_job *job)
 	if (rc != SQLITE_OK)
 		goto out;
 
-	rc = store_sql_prepare(db, store_forward_next_due_sql, &due);
+	rc = store_sql_take(db, store_forward_next_due_sql, &due);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(due, 1, j->now);
 	if (rc == SQLITE_OK)
 		rc = store_forward_scalar(due, &j->batch->next_due);
-	sqlite3_finalize(due);
+	store_sql_give(due);
 	due = NULL;
 	if (rc != SQLITE_OK)
 		goto out;
-	rc = store_sql_prepare(db, store_forward_queued_sql, &due);
+	rc = store_sql_take(db, store_forward_queued_sql, &due);
 	if (rc == SQLITE_OK)
 		rc = store_forward_scalar(due, &v);
 	if (rc == SQLITE_OK)
 		j->batch->queued = v > 0 ? (uint64_t)v : 0;
 out:
-	sqlite3_finalize(st);
-	sqlite3_finalize(due);
+	store_sql_give(st);
+	store_sql_give(due);
 	free(ids);
 	if (rc != SQLITE_OK) {
 		log_error("store: reading the queue failed",
@@ -531,7 +531,7 @@ store_forward_insert_attempt(sqlite3 *db, const struct store_forward_result *r)
 	size_t i;
 	int rc;
 
-	rc = store_sql_prepare(db, store_forward_ins_attempt_sql, &st);
+	rc = store_sql_take(db, store_forward_ins_attempt_sql, &st);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, r->message_id);
 	if (rc == SQLITE_OK)
@@ -549,12 +549,12 @@ store_forward_insert_attempt(sqlite3 *db, const struct store_forward_result *r)
 		rc = store_forward_bind_text(st, 6, r->result);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	if (rc != SQLITE_OK)
 		return rc;
 	attempt = sqlite3_last_insert_rowid(db);
 
-	rc = store_sql_prepare(db, store_forward_ins_arcpt_sql, &st);
+	rc = store_sql_take(db, store_forward_ins_arcpt_sql, &st);
 	for (i = 0; i < r->nrcpts && rc == SQLITE_OK; i++) {
 		rc = sqlite3_bind_int64(st, 1, attempt);
 		if (rc == SQLITE_OK)
@@ -562,7 +562,7 @@ store_forward_insert_attempt(sqlite3 *db, const struct store_forward_result *r)
 		if (rc == SQLITE_OK)
 			rc = store_sql_exec(st);
 	}
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -576,7 +576,7 @@ store_forward_update_rcpts(
 	size_t i;
 	int rc;
 
-	rc = store_sql_prepare(db, store_forward_upd_sql[r->outcome], &st);
+	rc = store_sql_take(db, store_forward_upd_sql[r->outcome], &st);
 	for (i = 0; i < r->nrcpts && rc == SQLITE_OK; i++) {
 		rc = sqlite3_bind_int64(st, 1, r->rcpt_ids[i]);
 		if (rc == SQLITE_OK)
@@ -592,7 +592,7 @@ store_forward_update_rcpts(
 		if (rc == SQLITE_OK)
 			rc = store_sql_exec(st);
 	}
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 
@@ -606,7 +606,7 @@ store_forward_update_msg(sqlite3 *db, const struct store_forward_result *r)
 	if (r->outcome != STORE_FORWARD_OK &&
 	    r->outcome != STORE_FORWARD_REJECT)
 		return SQLITE_OK;
-	rc = store_sql_prepare(db,
+	rc = store_sql_take(db,
 	    r->outcome == STORE_FORWARD_OK ? store_forward_msg_id_sql
 					   : store_forward_finish_sql,
 	    &st);
@@ -618,7 +618,7 @@ store_forward_update_msg(sqlite3 *db, const struct store_forward_result *r)
 		    : sqlite3_bind_int64(st, 2, r->now);
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
-	sqlite3_finalize(st);
+	store_sql_give(st);
 	return rc;
 }
 

@@ -291,6 +291,7 @@ store_db_close(struct store_db *db)
 {
 	if (db == NULL)
 		return;
+	store_sql_forget(db->db);
 	sqlite3_close_v2(db->db);
 	free(db);
 }

@@ -13,6 +13,8 @@
  * milliseconds since the epoch, UTC.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "redrive/store.h"
@@ -195,6 +197,114 @@ store_sql_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
 	*st = NULL;
 	return sqlite3_prepare_v2(db, sql, -1, st, NULL);
+}
+
+/*
+ * The statement cache (store_int.h).  A small table, searched linearly:
+ * the jobs use a few dozen distinct statements, and a search of 96
+ * pointers is a small fraction of a microsecond where a prepare costs tens.
+ */
+#define STORE_SQL_SLOTS 96
+
+struct store_sql_slot {
+	sqlite3 *db; /* NULL: the slot is free */
+	const char *sql;
+	sqlite3_stmt *st;
+	bool taken;
+};
+
+static pthread_mutex_t store_sql_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct store_sql_slot store_sql_slots[STORE_SQL_SLOTS];
+
+/* The index of a free slot, or -1.  Under store_sql_lock. */
+static int
+store_sql_free_slot(void)
+{
+	int i;
+
+	for (i = 0; i < STORE_SQL_SLOTS; i++)
+		if (store_sql_slots[i].db == NULL)
+			return i;
+	return -1;
+}
+
+int
+store_sql_take(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+	struct store_sql_slot *s;
+	int i, rc;
+
+	*st = NULL;
+	pthread_mutex_lock(&store_sql_lock);
+	for (i = 0; i < STORE_SQL_SLOTS; i++) {
+		s = &store_sql_slots[i];
+		if (s->db == db && s->sql == sql && !s->taken) {
+			s->taken = true;
+			*st = s->st;
+			pthread_mutex_unlock(&store_sql_lock);
+			return SQLITE_OK;
+		}
+	}
+	pthread_mutex_unlock(&store_sql_lock);
+	rc = sqlite3_prepare_v3(
+	    db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	pthread_mutex_lock(&store_sql_lock);
+	i = store_sql_free_slot();
+	if (i >= 0) {
+		s = &store_sql_slots[i];
+		s->db = db;
+		s->sql = sql;
+		s->st = *st;
+		s->taken = true;
+	}
+	/* No free slot: the statement is finalized when it is given back. */
+	pthread_mutex_unlock(&store_sql_lock);
+	return SQLITE_OK;
+}
+
+void
+store_sql_give(sqlite3_stmt *st)
+{
+	int i;
+
+	if (st == NULL)
+		return;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	pthread_mutex_lock(&store_sql_lock);
+	for (i = 0; i < STORE_SQL_SLOTS; i++) {
+		if (store_sql_slots[i].st == st) {
+			store_sql_slots[i].taken = false;
+			pthread_mutex_unlock(&store_sql_lock);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&store_sql_lock);
+	sqlite3_finalize(st);
+}
+
+void
+store_sql_forget(sqlite3 *db)
+{
+	struct store_sql_slot *s;
+	int i;
+
+	if (db == NULL)
+		return;
+	pthread_mutex_lock(&store_sql_lock);
+	for (i = 0; i < STORE_SQL_SLOTS; i++) {
+		s = &store_sql_slots[i];
+		if (s->db != db)
+			continue;
+		sqlite3_finalize(s->st);
+		s->db = NULL;
+		s->sql = NULL;
+		s->st = NULL;
+		s->taken = false;
+	}
+	pthread_mutex_unlock(&store_sql_lock);
 }
 
 int

@@ -1741,6 +1741,105 @@ test_from_data(void **state)
 	}
 }
 
+/*
+ * The digest's canonical text is written by webhook.c itself; it must be
+ * exactly jansson's json_dumps(JSON_SORT_KEYS | JSON_COMPACT), so that the
+ * digests of earlier builds stay valid.  Checked here on the event data of
+ * every JSON fixture and on values chosen to hit each rule: escapes,
+ * control characters, non-ASCII, keys that are prefixes of each other,
+ * reals of every shape, big integers, deep and empty containers, objects
+ * with more keys than the serialiser's first buffer.
+ */
+static void
+digest_matches_jansson(const char *data)
+{
+	struct webhook_event ev;
+	json_error_t jerr;
+	json_t *v = json_loads(data, JSON_REJECT_DUPLICATES, &jerr);
+	char *text, want[65];
+
+	if (v == NULL)
+		fail_msg("test input is not JSON: %s: %s", jerr.text, data);
+	text = json_dumps(v, JSON_SORT_KEYS | JSON_COMPACT);
+	assert_non_null(text);
+	sha256_hex(text, want);
+	assert_int_equal(
+	    webhook_event_from_data(data, strlen(data), "tok", &ev), 0);
+	if (strcmp(ev.digest, want) != 0)
+		fail_msg("digest differs from jansson's for %s", text);
+	webhook_event_clear(&ev);
+	free(text);
+	json_decref(v);
+}
+
+static void
+test_digest_canonical(void **state)
+{
+	static const char *const cases[] = {
+		"{\"event\":\"delivered\"}",
+		"{\"event\":\"failed\",\"a\":{},\"b\":[],\"c\":[{}],\"d\":[[]]"
+		"}",
+		"{\"event\":\"x\",\"s\":\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t\"}",
+		"{\"event\":\"x\",\"s\":\"\\u0001\\u001f\\u007f\\u0080\"}",
+		"{\"event\":\"x\",\"s\":\"\\u00e9\\u2028\\ud83d\\ude00 é\"}",
+		"{\"event\":\"x\",\"ab\":1,\"a\":2,\"abc\":3,\"b\":4,\"A\":5,"
+		"\"\\u00e9\":6,\"e\":7,\"\":8}",
+		"{\"event\":\"x\",\"r\":[0.1,1.5,-0.0,0.0,1e300,-1e-300,"
+		"1e-7,1e16,1e17,123456789012345678.0,2.5e-5,"
+		"1529692198.719,3.141592653589793,1E+2,-7.0]}",
+		"{\"event\":\"x\",\"i\":[0,-1,9223372036854775807,"
+		"-9223372036854775808,42]}",
+		"{\"event\":\"x\",\"t\":[true,false,null]}",
+		"{\"event\":\"x\",\"n\":{\"n\":{\"n\":{\"n\":{\"n\":[1,{"
+		"\"z\":1,\"y\":[2,{\"x\":3}]}]}}}}}",
+		"{\"event\":\"x\",\"k01\":1,\"k02\":2,\"k03\":3,\"k04\":4,"
+		"\"k05\":5,\"k06\":6,\"k07\":7,\"k08\":8,\"k09\":9,\"k10\":10,"
+		"\"k11\":11,\"k12\":12,\"k13\":13,\"k14\":14,\"k15\":15,"
+		"\"k16\":16,\"k17\":17,\"k18\":18,\"k19\":19,\"k20\":20}",
+	};
+	const struct expect *all[2] = { symfony_expect, docs_expect };
+	const size_t nall[2] = {
+		sizeof(symfony_expect) / sizeof(symfony_expect[0]),
+		sizeof(docs_expect) / sizeof(docs_expect[0]),
+	};
+	size_t i, k, len;
+	char *big, *body, *data;
+	json_error_t jerr;
+	json_t *root;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		digest_matches_jansson(cases[i]);
+	/* Text longer than the serialiser's stack buffer. */
+	big = malloc(20000);
+	assert_non_null(big);
+	memcpy(big, "{\"event\":\"x\",\"s\":\"", 18);
+	memset(big + 18, 'a', 19000);
+	memcpy(big + 19018, "\\n\"}", 5);
+	digest_matches_jansson(big);
+	free(big);
+	/* The event data of every JSON fixture. */
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < nall[k]; i++) {
+			if (strstr(all[k][i].file, ".json") == NULL)
+				continue;
+			body = fixture_read(all[k][i].file, &len);
+			root = json_loadb(body, len, 0, &jerr);
+			if (root != NULL &&
+			    json_is_object(
+				json_object_get(root, "event-data"))) {
+				data = json_dumps(
+				    json_object_get(root, "event-data"), 0);
+				assert_non_null(data);
+				digest_matches_jansson(data);
+				free(data);
+			}
+			json_decref(root);
+			free(body);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -1761,6 +1860,7 @@ main(void)
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_long_strings),
 		cmocka_unit_test(test_digest),
+		cmocka_unit_test(test_digest_canonical),
 		cmocka_unit_test(test_legacy_urlencoded),
 		cmocka_unit_test(test_legacy_urlencoded_bad),
 		cmocka_unit_test(test_legacy_multipart),
