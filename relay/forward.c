@@ -238,17 +238,24 @@ forward_arm(struct forward *fw)
 {
 	const struct forward_req *req;
 	int64_t now, target;
+	bool slot;
 
 	if (fw->closing)
 		return;
 	now = time_now_ms();
+	/*
+	 * With every request slot busy, a due recipient or probe waits for
+	 * the end of a request (which pumps); arming for it would set a
+	 * timer already past, again and again.
+	 */
+	slot = fw->mg != NULL && mailgun_can_send(fw->mg);
 	if (fw->stats.paused)
-		target = fw->probing ? INT64_MAX : fw->probe_at;
+		target = fw->probing || !slot ? INT64_MAX : fw->probe_at;
 	else if (fw->stats.held_until > now)
 		target = fw->stats.held_until;
 	else {
 		target = now + FORWARD_RESCAN_MS;
-		if (fw->next_due > 0)
+		if (fw->next_due > 0 && slot)
 			target = forward_min64(target, fw->next_due);
 	}
 	if (fw->store_retry_at > 0)
@@ -260,8 +267,13 @@ forward_arm(struct forward *fw)
 		(void)uv_timer_stop(&fw->timer);
 		return;
 	}
+	/*
+	 * Never 0 ms: a timer restarted at 0 from its own callback runs again
+	 * within the same pass of the loop, and libuv 1.44 (Debian 12) never
+	 * leaves that pass (SMTP, Mailgun answers and signals all starve).
+	 */
 	(void)uv_timer_start(&fw->timer, forward_timer_cb,
-	    target > now ? (uint64_t)(target - now) : 0, 0);
+	    target > now ? (uint64_t)(target - now) : 1, 0);
 }
 
 /* ---- Pause, resume, hold ----------------------------------------------- */

@@ -55,6 +55,13 @@ struct smtp_server {
 int smtp_session_accept(struct smtp_server *srv);
 
 /*
+ * File descriptors a session may not take: below RLIMIT_NOFILE by this
+ * many, new clients are refused with 421 (the store, the forwarder and
+ * the tracker keep theirs).
+ */
+unsigned smtp_session_fd_reserve(const struct config *cfg);
+
+/*
  * Tells a session that the daemon stops: an idle one answers 421 and
  * closes; one in DATA or waiting for its commit finishes its transaction
  * first.  force closes it whatever it is doing (the grace period is over).

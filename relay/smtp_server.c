@@ -5,6 +5,8 @@
  * to idle sessions, a grace period for transactions under way, then the
  * done callback once every handle is closed.
  */
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "redrive/config.h"
+#include "redrive/fdguard.h"
 #include "redrive/log.h"
 #include "redrive/smtp_auth.h"
 #include "redrive/smtp_server.h"
@@ -115,6 +118,29 @@ smtp_server_resolve(const char *listen, struct sockaddr_storage *ss)
 	return 0;
 }
 
+/*
+ * Warns at start when RLIMIT_NOFILE cannot hold max_connections sessions
+ * besides the descriptors kept for the rest of the daemon: past that,
+ * clients get 421 before max_connections is reached (smtp_session.c).
+ */
+static void
+smtp_server_check_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+	unsigned reserve = smtp_session_fd_reserve(cfg) +
+	    (cfg->tracker.enabled ? FDGUARD_SHARE : 0);
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+	    rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= (rlim_t)cfg->relay.max_connections + reserve)
+		return;
+	log_warn("the file descriptor limit is below what max_connections "
+		 "needs: clients will be refused with 421 sooner",
+	    LF_UINT("rlimit_nofile", (uint64_t)rl.rlim_cur),
+	    LF_UINT("max_connections", cfg->relay.max_connections),
+	    LF_UINT("reserved", reserve), LF_END);
+}
+
 int
 smtp_server_start(struct smtp_server **out, uv_loop_t *loop,
     const struct config *cfg, struct store *st)
@@ -173,6 +199,8 @@ smtp_server_start(struct smtp_server **out, uv_loop_t *loop,
 	}
 	log_info("smtp listening", LF_STR("listen", cfg->relay.listen),
 	    LF_INT("port", srv->port), LF_END);
+	fdguard_listening(FDGUARD_RELAY, true);
+	smtp_server_check_nofile(cfg);
 	*out = srv;
 	return 0;
 }
@@ -271,6 +299,7 @@ smtp_server_shutdown(struct smtp_server *srv, int64_t grace_ms,
 	if (srv->shutting_down)
 		return;
 	srv->shutting_down = true;
+	fdguard_listening(FDGUARD_RELAY, false);
 	srv->done = done;
 	srv->done_arg = arg;
 	uv_timer_init(srv->loop, &srv->grace);

@@ -35,6 +35,7 @@
 
 #include "redrive/cidr.h"
 #include "redrive/config.h"
+#include "redrive/fdguard.h"
 #include "redrive/log.h"
 #include "redrive/message.h"
 #include "redrive/smtp_auth.h"
@@ -51,6 +52,12 @@
 #define SMTP_WRITE_QUEUE_MAX ((size_t)256 * 1024)
 /* The Received field is at most this long. */
 #define SMTP_RECEIVED_MAX 1024
+/*
+ * File descriptors kept free for the rest of the daemon (the store's
+ * files, alerts, the resolver) on top of one per forwarder connection;
+ * fdguard.h keeps room for the tracker's connections besides.
+ */
+#define SMTP_FD_RESERVE 16
 
 enum smtp_state {
 	SMTP_STATE_INIT = 0,  /* greeted; no HELO/EHLO yet */
@@ -354,6 +361,7 @@ smtp_session_flush(struct smtp_session *s)
 		smtp_session_close(s);
 }
 
+static void smtp_session_touch(struct smtp_session *s);
 /* Sends a last reply, then closes once it is written. */
 static void smtp_session_reply_close(struct smtp_session *s, const char *fmt,
     ...) __attribute__((format(printf, 2, 3)));
@@ -371,6 +379,8 @@ smtp_session_reply_close(struct smtp_session *s, const char *fmt, ...)
 	s->close_after_write = true;
 	s->state = SMTP_STATE_CLOSED;
 	smtp_session_update_reading(s);
+	/* A client that never reads the last reply is closed at timeout. */
+	smtp_session_touch(s);
 	smtp_session_flush(s);
 }
 
@@ -440,6 +450,16 @@ smtp_session_timeout_cb(uv_timer_t *t)
 
 	if (s->closing)
 		return;
+	if (s->state == SMTP_STATE_CLOSED) {
+		/* The last reply could not be written within timeout. */
+		log_info("smtp session closed unread",
+		    LF_UINT("session", s->id), LF_STR("client", s->addr),
+		    LF_UINT("queued",
+			uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp)),
+		    LF_END);
+		smtp_session_close(s);
+		return;
+	}
 	if (s->tls != NULL && !smtp_tls_is_open(s->tls)) {
 		log_info("smtp tls handshake failed", LF_UINT("session", s->id),
 		    LF_STR("client", s->addr), LF_STR("error", "timeout"),
@@ -986,7 +1006,9 @@ static void
 smtp_session_auth_bad(struct smtp_session *s, const char *user)
 {
 	s->auth_step = SMTP_AUTH_NONE;
-	snprintf(s->auth_try, sizeof(s->auth_try), "%s", user);
+	/* user may be s->auth_try itself (LOGIN's user): never copy onto it. */
+	if (user != s->auth_try)
+		snprintf(s->auth_try, sizeof(s->auth_try), "%s", user);
 	s->state = SMTP_STATE_AUTH_WAIT;
 	smtp_session_auth_result(s, false);
 }
@@ -1431,6 +1453,16 @@ smtp_session_input(struct smtp_session *s, const char *p, size_t n)
 		 */
 		if (s->tls != NULL && !was_tls)
 			return;
+		/*
+		 * A read may hold thousands of pipelined commands (NOOPs: 6
+		 * bytes in, 14 out): hand the replies to the socket as they
+		 * pile up, so that the output buffer stays under
+		 * SMTP_OUT_MAX; the write queue then pauses reading.
+		 */
+		if (s->outlen >= SMTP_OUT_MAX / 2) {
+			smtp_session_flush(s);
+			continue;
+		}
 		if (s->state == SMTP_STATE_COMMIT ||
 		    s->state == SMTP_STATE_AUTH_WAIT) {
 			smtp_session_keep(s, p, n);
@@ -1524,8 +1556,10 @@ smtp_session_close(struct smtp_session *s)
 	s->txn = NULL;
 	smtp_data_free(&s->data);
 	s->state = SMTP_STATE_CLOSED;
-	if (s->served)
+	if (s->served) {
 		s->srv->nactive--;
+		fdguard_count(FDGUARD_RELAY, -1);
+	}
 	s->served = false;
 	uv_close((uv_handle_t *)&s->tcp, smtp_session_close_cb);
 	uv_close((uv_handle_t *)&s->timer, smtp_session_close_cb);
@@ -1554,6 +1588,33 @@ smtp_session_shutdown(struct smtp_session *s, bool force)
 	    s->srv->cfg->relay.hostname);
 	if (force && !s->closing)
 		smtp_session_close(s);
+}
+
+/* The descriptors kept for the forwarder's connections and the rest. */
+unsigned
+smtp_session_fd_reserve(const struct config *cfg)
+{
+	return SMTP_FD_RESERVE + cfg->mailgun.concurrency;
+}
+
+/*
+ * True when the session's descriptor would leave too few free
+ * (fdguard.h: the reserve of the rest of the daemon, and room for the
+ * tracker's connections).  Such a client is refused like one over
+ * max_connections, so that a flood can neither take the descriptors the
+ * store, the forwarder and the tracker need nor drive the listener into
+ * EMFILE, where libuv closes new connections without a word or a log
+ * line.  Logs the refusal.
+ */
+static bool
+smtp_session_fd_short(struct smtp_session *s)
+{
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&s->tcp, &fd) != 0 || fd < 0)
+		return false;
+	return !fdguard_admit(
+	    FDGUARD_RELAY, fd, smtp_session_fd_reserve(s->srv->cfg), s->addr);
 }
 
 /*
@@ -1623,6 +1684,30 @@ smtp_session_accept(struct smtp_server *srv)
 		    cfg->relay.hostname, s->addr);
 		return 0;
 	}
+	if (smtp_session_fd_short(s)) {
+		/*
+		 * Answered and closed now, not after an asynchronous write:
+		 * uv_close() frees the descriptor at once, before libuv
+		 * accepts the next connection of a burst (which would
+		 * otherwise run the process into EMFILE, where libuv closes
+		 * connections without a word).  A fresh socket's buffer takes
+		 * the one line whole.
+		 */
+		char line[SMTP_DOMAIN_MAX + 64];
+		uv_buf_t b;
+		int n;
+
+		srv->stats.refused++;
+		n = snprintf(line, sizeof(line),
+		    "421 4.7.0 %s Error: too many connections\r\n",
+		    cfg->relay.hostname);
+		if (n > 0 && (size_t)n < sizeof(line)) {
+			b = uv_buf_init(line, (unsigned)n);
+			(void)uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+		}
+		smtp_session_close(s);
+		return 0;
+	}
 	if (srv->nactive >= cfg->relay.max_connections) {
 		srv->stats.refused++;
 		log_warn("smtp client refused", LF_STR("client", s->addr),
@@ -1636,6 +1721,7 @@ smtp_session_accept(struct smtp_server *srv)
 	}
 	s->served = true;
 	srv->nactive++;
+	fdguard_count(FDGUARD_RELAY, 1);
 	srv->stats.connections++;
 	uv_tcp_nodelay(&s->tcp, 1);
 	log_debug("smtp session opened", LF_UINT("session", s->id),

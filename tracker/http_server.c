@@ -51,6 +51,7 @@
 
 #include "redrive/cidr.h"
 #include "redrive/config.h"
+#include "redrive/fdguard.h"
 #include "redrive/http_server.h"
 #include "redrive/log.h"
 
@@ -58,6 +59,8 @@
 #define HTTP_HEADER_BYTES ((size_t)HTTP_HEADERS_MAX)
 /* Backlog of the listen socket. */
 #define HTTP_BACKLOG 1024
+/* Descriptors kept for the rest of the daemon, by default. */
+#define HTTP_FD_RESERVE 16
 /* Bytes one read may bring; the buffer is shared by every connection. */
 #define HTTP_READ_BUF (64 * 1024)
 /* Requests parsed and not yet answered on one connection, at most. */
@@ -199,6 +202,7 @@ struct http_server {
 	uint64_t header_timeout_ms;
 	uint64_t idle_timeout_ms;
 	unsigned max_connections;
+	unsigned fd_reserve; /* opts.fd_reserve */
 	struct http_conn *conns;
 	unsigned nopen;	  /* connection objects alive */
 	unsigned nactive; /* connections being served */
@@ -1337,8 +1341,10 @@ http_conn_close(struct http_conn *c)
 	c->queue = c->tail = c->cur = NULL;
 	c->nqueue = 0;
 	http_conn_drop_pending(c);
-	if (c->served)
+	if (c->served) {
 		c->srv->nactive--;
+		fdguard_count(FDGUARD_TRACKER, -1);
+	}
 	c->served = false;
 	uv_close((uv_handle_t *)&c->tcp, http_conn_close_cb);
 	uv_close((uv_handle_t *)&c->timer, http_conn_close_cb);
@@ -1566,6 +1572,24 @@ http_conn_timeout_cb(uv_timer_t *t)
 }
 
 /*
+ * True when c's descriptor would leave too few free (fdguard.h: the
+ * server's fd_reserve for the rest of the daemon, and room for the
+ * relay's connections).  Such a client gets the 503 of a full server, so
+ * that a flood of webhook connections can neither take the descriptors
+ * the store, the relay and the forwarder need nor drive the listener into
+ * EMFILE, where libuv closes new connections without a word.  Logs it.
+ */
+static bool
+http_conn_fd_short(const struct http_conn *c)
+{
+	uv_os_fd_t fd;
+
+	if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0 || fd < 0)
+		return false;
+	return !fdguard_admit(FDGUARD_TRACKER, fd, c->srv->fd_reserve, c->peer);
+}
+
+/*
  * Takes the connection waiting on the listener.  Over max_connections it
  * is answered 503 (RFC 9110 15.6.4, with Retry-After) and closed.
  */
@@ -1621,6 +1645,26 @@ http_conn_accept(struct http_server *srv)
 	c->parser.data = c;
 	uv_tcp_nodelay(&c->tcp, 1);
 
+	if (http_conn_fd_short(c)) {
+		/*
+		 * Answered and closed now, not after an asynchronous write:
+		 * uv_close() frees the descriptor at once, before libuv
+		 * accepts the next connection of a burst (which would
+		 * otherwise run the process into EMFILE).  A fresh socket's
+		 * buffer takes the short answer whole.
+		 */
+		static const char refuse[] =
+		    "HTTP/1.1 503 Service Unavailable\r\n"
+		    "Content-Type: text/plain; charset=utf-8\r\n"
+		    "Content-Length: 20\r\nRetry-After: 1\r\n"
+		    "Connection: close\r\n\r\nService Unavailable\n";
+		uv_buf_t b = uv_buf_init((char *)refuse, sizeof(refuse) - 1);
+
+		srv->stats.refused++;
+		(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		http_conn_close(c);
+		return;
+	}
 	if (srv->nactive >= srv->max_connections) {
 		log_warn("http client refused", LF_STR("peer", c->peer),
 		    LF_STR("reason", "too many connections"),
@@ -1639,6 +1683,7 @@ http_conn_accept(struct http_server *srv)
 	}
 	c->served = true;
 	srv->nactive++;
+	fdguard_count(FDGUARD_TRACKER, 1);
 	srv->stats.connections++;
 	log_debug("http connection opened", LF_STR("peer", c->peer),
 	    LF_UINT("conn", c->id), LF_END);
@@ -1817,6 +1862,8 @@ http_server_start(struct http_server **out, uv_loop_t *loop,
 	srv->max_connections = opts->max_connections > 0
 	    ? opts->max_connections
 	    : HTTP_DEFAULT_MAX_CONNECTIONS;
+	srv->fd_reserve =
+	    opts->fd_reserve > 0 ? opts->fd_reserve : HTTP_FD_RESERVE;
 	http_server_settings(&srv->settings);
 	rc = http_server_resolve(opts->listen, &ss);
 	if (rc < 0) {
@@ -1860,6 +1907,7 @@ http_server_start(struct http_server **out, uv_loop_t *loop,
 	}
 	log_info("http listening", LF_STR("listen", opts->listen),
 	    LF_INT("port", srv->port), LF_END);
+	fdguard_listening(FDGUARD_TRACKER, true);
 	*out = srv;
 	return 0;
 }
@@ -1873,6 +1921,7 @@ http_server_shutdown(
 	if (srv->shutting_down)
 		return;
 	srv->shutting_down = true;
+	fdguard_listening(FDGUARD_TRACKER, false);
 	srv->done = done;
 	srv->done_arg = arg;
 	http_server_close_handles(srv);

@@ -44,6 +44,8 @@
 /* A failed record is tried again after this, doubling up to the max. */
 #define REDRIVE_RECORD_RETRY_MS 1000
 #define REDRIVE_RECORD_RETRY_MAX_MS 30000
+/* The schedule could not be read: look again after this. */
+#define REDRIVE_ERROR_MS 1000
 /* Mailgun's "try again after" is trusted up to this far ahead. */
 #define REDRIVE_HINT_MAX_MS (24LL * 3600 * 1000)
 
@@ -206,8 +208,25 @@ redrive_arm(struct redrive *rd, bool soon)
 	for (req = rd->reqs; req != NULL; req = req->next)
 		if (req->record_failed)
 			target = redrive_min64(target, req->record_retry_at);
+	/*
+	 * Never 0 ms: a timer restarted at 0 from its own callback runs again
+	 * in the same pass of the loop (libuv 1.44), starving everything.
+	 */
 	(void)uv_timer_start(&rd->timer, redrive_timer_cb,
-	    target > now ? (uint64_t)(target - now) : 0, 0);
+	    target > now ? (uint64_t)(target - now) : 1, 0);
+}
+
+/*
+ * After a failure to read the schedule (the store failing, memory): look
+ * again in REDRIVE_ERROR_MS, not at the due time already past, which
+ * would repeat the failure and its log line as fast as the store answers.
+ */
+static void
+redrive_arm_error(struct redrive *rd)
+{
+	if (!rd->closing)
+		(void)uv_timer_start(
+		    &rd->timer, redrive_timer_cb, REDRIVE_ERROR_MS, 0);
 }
 
 /* Logs one re-drive step at info level (never the API key). */
@@ -545,7 +564,7 @@ redrive_next_cb(int status, struct store_redrive_batch *b, void *arg)
 		log_error("re-drive: cannot read the schedule",
 		    LF_INT("errno", -status), LF_END);
 		rd->again = false;
-		redrive_arm(rd, false);
+		redrive_arm_error(rd);
 		return;
 	}
 	rd->stats.checks++;
@@ -580,7 +599,7 @@ redrive_pump(struct redrive *rd)
 	if (rd->nreqs > 0) {
 		exclude = calloc(rd->nreqs, sizeof(*exclude));
 		if (exclude == NULL) {
-			redrive_arm(rd, false);
+			redrive_arm_error(rd);
 			return;
 		}
 		for (req = rd->reqs; req != NULL; req = req->next)
@@ -593,7 +612,7 @@ redrive_pump(struct redrive *rd)
 		if (rc != -ESHUTDOWN)
 			log_error("re-drive: cannot ask for the schedule",
 			    LF_INT("errno", -rc), LF_END);
-		redrive_arm(rd, false);
+		redrive_arm_error(rd);
 		return;
 	}
 	rd->next_pending = true;

@@ -452,6 +452,8 @@ tracker_start(struct tracker **out, uv_loop_t *loop, const struct config *cfg,
 	opts.header_timeout_ms = 10000;
 	opts.idle_timeout_ms = 60000;
 	opts.max_connections = 512;
+	/* As the relay keeps (relay/smtp_session.c); fdguard.h the rest. */
+	opts.fd_reserve = 16 + cfg->mailgun.concurrency;
 	rc = http_server_start(&t->http, loop, &opts, tracker_handler, t);
 	if (rc < 0) {
 		free(t);

@@ -56,6 +56,12 @@ struct http_server_opts {
 	 */
 	int64_t idle_timeout_ms;
 	unsigned max_connections; /* more get 503; default 1000 */
+	/*
+	 * A connection whose descriptor comes within this many of
+	 * RLIMIT_NOFILE also gets 503: the rest of the daemon keeps its
+	 * descriptors.  Default 16.
+	 */
+	unsigned fd_reserve;
 };
 
 /*

@@ -4,12 +4,15 @@
 loopback port and stops it at the end of the test: SIGTERM, exit code 0,
 and a log with no "level=error" line (unless the test opted out), no
 sanitizer report.  REDRIVE_BUILD names the build directory (default: the
-repository's build/); REDRIVE_VALGRIND=1 runs the daemon under valgrind.
+repository's build/); REDRIVE_VALGRIND=1 runs the daemon and the `redrive`
+CLI of Daemon.cli under valgrind (VALGRIND_CMD): a valgrind error makes
+the process exit 99, which stop() and cli() turn into a test failure.
 """
 
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import smtplib
@@ -28,6 +31,13 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.environ.get("REDRIVE_BUILD") or os.path.join(REPO, "build")
 VALGRIND = os.environ.get("REDRIVE_VALGRIND") == "1"
 SCALE = smtputil.scale()
+# The valgrind prefix of every wrapped command: exit 99 on any error,
+# definite and indirect leaks count as errors.
+VALGRIND_CMD = ["valgrind", "--error-exitcode=99", "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect", "-q"]
+VALGRIND_SUPP = os.path.join(REPO, "tests", "valgrind.supp")
+if os.path.exists(VALGRIND_SUPP):
+    VALGRIND_CMD.append("--suppressions=" + VALGRIND_SUPP)
 
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
                    "ThreadSanitizer")
@@ -69,8 +79,11 @@ def parse_size(text):
 class Daemon:
     """One redrived process on its own temp dir, config and store."""
 
-    def __init__(self, tmp, overrides=None, allow_errors=False):
+    def __init__(self, tmp, overrides=None, allow_errors=False,
+                 rlimit_nofile=None):
         self.dir = tmp
+        # RLIMIT_NOFILE (soft and hard) of the daemon, or None to inherit.
+        self.rlimit_nofile = rlimit_nofile
         self.port = free_port()
         self.config = default_config(tmp, self.port)
         for sect, kv in (overrides or {}).items():
@@ -110,8 +123,7 @@ class Daemon:
         self.logs.append(self.log_path)
         cmd = [os.path.join(BUILD, "redrived"), "-c", self.conf_path]
         if VALGRIND:
-            cmd = ["valgrind", "--error-exitcode=99", "--leak-check=full",
-                   "--errors-for-leak-kinds=definite", "-q"] + cmd
+            cmd = VALGRIND_CMD + cmd
         env = dict(os.environ)
         env.pop("REDRIVE_CONFIG", None)
         for k in ("MAILGUN_API_KEY", "MAILGUN_DOMAIN", "MAILGUN_API_BASE",
@@ -119,11 +131,18 @@ class Daemon:
             env.pop(k, None)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        preexec = None
+        if self.rlimit_nofile is not None:
+            n = self.rlimit_nofile
+
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
         logf = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                          stdout=logf, stderr=logf,
-                                         cwd=self.dir, env=env)
+                                         cwd=self.dir, env=env,
+                                         preexec_fn=preexec)
         finally:
             logf.close()
         self._wait_ready(10.0 * SCALE)
@@ -251,11 +270,15 @@ class Daemon:
         assert code == 250
         return s
 
-    def cli(self, *args, stdin=None):
+    def cli(self, *args, stdin=None, valgrind=True):
         """Runs `redrive --db STORE ARGS`; returns (rc, stdout bytes,
-        stderr str)."""
+        stderr str).  valgrind=False: never under valgrind (for a read
+        that must be prompt)."""
         cmd = [os.path.join(BUILD, "redrive"), "--db", self.store]
         cmd += [str(a) for a in args]
+        valgrind = VALGRIND and valgrind
+        if valgrind:
+            cmd = VALGRIND_CMD + cmd
         env = dict(os.environ)
         env.pop("REDRIVE_CONFIG", None)
         p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE,
@@ -264,11 +287,16 @@ class Daemon:
         err = p.stderr.decode("utf-8", "replace")
         for mark in SANITIZER_MARKS:
             assert mark not in err, "sanitizer report from the CLI:\n" + err
+        if valgrind:
+            assert p.returncode != 99 and \
+                not re.search(r"^==\d+== ", err, re.M), \
+                "valgrind report from %r:\n%s" % (args, err)
         return p.returncode, p.stdout, err
 
-    def log_json(self):
+    def log_json(self, valgrind=True):
         """`redrive log --json`: the list of message objects."""
-        rc, out, err = self.cli("log", "--json", "--limit", "100000")
+        rc, out, err = self.cli("log", "--json", "--limit", "100000",
+                                valgrind=valgrind)
         assert rc == 0, "redrive log --json: rc %d: %s" % (rc, err)
         rows = []
         for ln in out.decode("utf-8").splitlines():
@@ -325,12 +353,14 @@ class Daemon:
 @pytest.fixture
 def daemon(request):
     """Factory: daemon(overrides={section: {key: value}}, allow_errors=False,
-    start=True) -> Daemon.  Stopped and checked at teardown."""
+    start=True, rlimit_nofile=None) -> Daemon.  Stopped and checked at
+    teardown."""
     made = []
 
-    def make(overrides=None, allow_errors=False, start=True):
+    def make(overrides=None, allow_errors=False, start=True,
+             rlimit_nofile=None):
         tmp = tempfile.mkdtemp(prefix="redrive-it-")
-        d = Daemon(tmp, overrides, allow_errors)
+        d = Daemon(tmp, overrides, allow_errors, rlimit_nofile)
         made.append(d)
         if start:
             d.start()
