@@ -28,6 +28,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <uv.h>
 
@@ -403,6 +404,13 @@ out:
 	if (actx != NULL)
 		auth_destroy_context(actx);
 	SSL_CTX_free(ctx);
+	/*
+	 * OpenSSL keeps per-thread state (error queue, DRBGs) that it frees
+	 * only when the thread exits; libuv's pool threads never do, so at
+	 * exit OPENSSL_cleanup() orphans it (valgrind: definitely lost under
+	 * SSL_CTX_new_ex).  Free it here, on the thread that made it.
+	 */
+	OPENSSL_thread_stop();
 }
 
 /* ---- The webhook through libcurl easy (threadpool) --------------------- */
@@ -457,6 +465,7 @@ out:
 	curl_slist_free_all(h);
 	if (c != NULL)
 		curl_easy_cleanup(c);
+	OPENSSL_thread_stop(); /* as in alert_smtp_work (https) */
 }
 
 /* A channel's work is over (or was canceled).  Loop thread. */

@@ -14,11 +14,14 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import sqlite3
 import subprocess
 import time
 
 import pytest
+
+from conftest import SCALE, VALGRIND, VALGRIND_CMD
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -202,10 +205,16 @@ def run(*args, env=None, check_stderr_empty=False):
     e = {k: v for k, v in os.environ.items() if k != "REDRIVE_CONFIG"}
     if env:
         e.update(env)
-    p = subprocess.run([str(REDRIVE)] + [str(a) for a in args], env=e,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=30)
+    cmd = [str(REDRIVE)] + [str(a) for a in args]
+    if VALGRIND:
+        cmd = VALGRIND_CMD + cmd
+    p = subprocess.run(cmd, env=e, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30 * SCALE)
     stderr = p.stderr.decode("utf-8", "replace")
+    if VALGRIND:
+        assert p.returncode != 99 and \
+            not re.search(r"^==\d+== ", stderr, re.M), \
+            "valgrind report from %r:\n%s" % (args, stderr)
     if check_stderr_empty:
         assert stderr == ""
     return p.returncode, p.stdout, stderr

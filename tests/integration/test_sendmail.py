@@ -10,7 +10,8 @@ import socket
 import subprocess
 import threading
 
-from conftest import BUILD, SANITIZER_MARKS, SCALE, VALGRIND, free_port
+from conftest import (BUILD, SANITIZER_MARKS, SCALE, VALGRIND, VALGRIND_CMD,
+                      free_port)
 from smtputil import split_received
 
 SENDMAIL = os.path.join(BUILD, "redrive-sendmail")
@@ -21,8 +22,7 @@ EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL, EX_PROTOCOL = \
 def run(args, data, conf=None, env_extra=None):
     cmd = [SENDMAIL]
     if VALGRIND:
-        cmd = ["valgrind", "--error-exitcode=99", "--leak-check=full",
-               "--errors-for-leak-kinds=definite", "-q"] + cmd
+        cmd = VALGRIND_CMD + cmd
     if conf:
         cmd += ["-C", conf]
     cmd += args

@@ -530,8 +530,8 @@ def test_signed_event_without_event_name(tracker):
 def test_restart_keeps_the_schedule(tracker):
     """A restart during the backoff: the re-drive happens at the time
     scheduled before the restart, not at once and not never."""
-    backoff = 3.0
-    t = tracker(retry={"backoff_base": "3s"})
+    backoff = 3.0 * SCALE  # a stop and a start fit in it under valgrind
+    t = tracker(retry={"backoff_base": "%ds" % backoff})
     addr = "blocked@example.net"
     t.sim.rules({addr: "fail-then-deliver:1"})
     mid = t.send([addr])
@@ -556,7 +556,7 @@ def test_restart_keeps_the_schedule(tracker):
     again = sends[1]
     assert again["via"] == "storage", again
     assert again["time"] >= fail_at + backoff - EPS, (again["time"], fail_at)
-    assert again["time"] <= fail_at + backoff + TICK + 2.0
+    assert again["time"] <= fail_at + backoff + TICK + 2.0 * SCALE
     assert t.d.runs == 2
     assert t.log_lines(r'msg="re-drive" id=%d .*via=storage result=accepted'
                        % mid)
