@@ -807,6 +807,21 @@ store_events_send_known(
 	return rc;
 }
 
+/*
+ * Whether a recipient of message mid is queued or retrying: a send of it
+ * may be at Mailgun with its answer not recorded yet.  SQLite code.
+ */
+static int
+store_events_in_flight(sqlite3 *db, int64_t mid, bool *yes)
+{
+	int64_t one = 0;
+
+	return store_events_scalar_id(db,
+	    "SELECT 1 FROM recipients WHERE message_id = ?1"
+	    " AND status IN ('queued', 'retrying') LIMIT 1",
+	    mid, &one, yes);
+}
+
 static int
 store_event_run(sqlite3 *db, struct store_job *job)
 {
@@ -836,14 +851,36 @@ store_event_run(sqlite3 *db, struct store_job *job)
 		if (rc != SQLITE_OK)
 			goto out;
 		if (!seen) {
+			rc = store_events_in_flight(db, mid, &seen);
+			if (rc != SQLITE_OK)
+				goto out;
+			if (seen) {
+				/*
+				 * The event is about a send whose acceptance
+				 * is not committed yet (the webhook beat our
+				 * record of Mailgun's answer): a recipient is
+				 * still queued or retrying.  Recording it now
+				 * would let that record overwrite its state:
+				 * answer 503 and let Mailgun bring it again.
+				 * Nothing is stored.
+				 */
+				res->outcome = STORE_EVENT_EARLY;
+				goto out;
+			}
 			/*
-			 * The event is about a send whose acceptance is not
-			 * committed yet (the webhook beat our record of
-			 * Mailgun's answer).  Recording it now would let that
-			 * record overwrite its state: answer 503 and let
-			 * Mailgun bring it again.  Nothing is stored.
+			 * No send of the message waits for its record and
+			 * none recorded has this id: the event is about a
+			 * copy Mailgun accepted while we never learned it (a
+			 * timeout, a kill before the commit) and the message
+			 * was sent again.  Kept for the record, without a
+			 * change of state (the recorded send's own events
+			 * decide): a 503 would only bring it back for hours.
 			 */
-			res->outcome = STORE_EVENT_EARLY;
+			res->outcome = STORE_EVENT_OTHER_COPY;
+			rc = store_events_find_rcpt(db, j, mid, &r);
+			if (rc == SQLITE_OK)
+				rc = store_events_insert(db, j, mid, r.id);
+			res->recipient_id = r.id;
 			goto out;
 		}
 		seen = false;

@@ -189,6 +189,15 @@ tracker_event_cb(int status, const struct store_event_result *r, void *arg)
 		tracker_answer(t, req->x, 503, "send not recorded yet, retry",
 		    "Retry-After: 60\r\n");
 		break;
+	case STORE_EVENT_OTHER_COPY:
+		t->stats.recorded++;
+		log_info("webhook about a copy whose acceptance was never "
+			 "recorded: kept, state unchanged",
+		    LF_STR("event", ev->event), LF_INT("id", r->message_id),
+		    LF_STR("recipient", ev->recipient),
+		    LF_STR("mailgun_id", ev->message_id), LF_END);
+		tracker_answer(t, req->x, 200, "recorded: other copy", NULL);
+		break;
 	case STORE_EVENT_MISMATCH:
 	default:
 		log_warn("webhook refused: token reused with other event data",

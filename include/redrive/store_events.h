@@ -27,6 +27,11 @@ enum store_event_outcome {
 	STORE_EVENT_MISMATCH,	  /* token known, other event data: 401 */
 	STORE_EVENT_UNKNOWN,	  /* no message matches: 200, ignored */
 	STORE_EVENT_EARLY,	  /* its send is not recorded yet: 503, retry */
+	STORE_EVENT_OTHER_COPY,	  /* about a copy whose acceptance was never
+				     recorded (its answer was lost, the
+				     message was sent again and that send
+				     recorded): 200, the event is kept, the
+				     state does not change */
 };
 
 struct store_event_result {

@@ -634,6 +634,46 @@ def test_failure_before_send_recorded(tracker):
     assert "webhook early" in t.d.log()
 
 
+def test_webhooks_of_a_copy_never_recorded(tracker):
+    """Mailgun accepts a send but answers after our timeout: the message
+    is sent again and that send recorded.  The first copy's events are
+    answered 503 only while the resend waits for its record; after that
+    they are kept (200), without a change of state, instead of being
+    refused for as long as Mailgun retries them."""
+    t = tracker(mailgun={"timeout": "1s"})
+    addr = "lostanswer@example.net"
+    t.sim.faults("slow:2")
+    mid = t.send([addr])
+    t.wait_rcpt(mid, addr, "delivered", timeout=15)
+    sends = t.sends(mid)
+    assert len(sends) == 2, sends     # the unrecorded copy, the resend
+    # Our record: the timed-out request (no id) and the resend's id.
+    recorded = [s["mailgun_id"] for s in t.show(mid)["sends"]
+                if s["mailgun_id"]]
+    assert len(recorded) == 1, t.show(mid)["sends"]
+    lost = [s for s in sends if s["id"].strip("<>") not in
+            [m.strip("<>") for m in recorded]]
+    assert len(lost) == 1, (sends, recorded)
+    lost_id = lost[0]["id"].strip("<>")
+
+    def lost_hooks():
+        return [h for h in t.sim.webhooks()
+                if h["message-id"].strip("<>") == lost_id]
+
+    # Every webhook of the lost copy ends answered 200 (the simulator
+    # retries each after 0.2 s, a 503 only while the resend was queued).
+    wait_until(lambda: lost_hooks() and all(
+        h["state"] == "delivered" for h in lost_hooks()), 10,
+        "the lost copy's webhooks answered 200")
+    kept = [e for e in t.show(mid)["events"]
+            if (e.get("mailgun_id") or "").strip("<>") == lost_id]
+    assert any(e["event"] == "delivered" for e in kept), t.show(mid)
+    assert "never recorded: kept, state unchanged" in t.d.log()
+    r = one([r for r in t.show(mid)["recipients"]
+             if r["address"] == addr], "recipient")
+    assert r["status"] == "delivered" and r["attempts"] == 1, r
+
+
 def test_resend_failure_before_resend_recorded(tracker):
     """The same race for a storage resend: its failure is not lost."""
     t = tracker()
