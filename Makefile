@@ -79,7 +79,7 @@ BINS += $(B)/redrive-sendmail
 endif
 
 .PHONY: all deps test unit integration run bench lint format format-check \
-	install clean asan FORCE
+	install clean asan fuzz soak valgrind FORCE
 
 all: $(BINS)
 
@@ -147,6 +147,20 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory MODE=release B=$(B)/release all
 	@REDRIVE_BUILD=$(abspath $(B))/release sh tests/bench/run.sh
+
+# The long runs, beyond make test: libFuzzer targets for a bounded time
+# (FUZZ_SECS per target), kill -9 rounds under load (SOAK_ROUNDS), and the
+# integration suite with the daemon under valgrind.
+fuzz: deps
+	@FUZZ_B=$(abspath $(B))/fuzz sh scripts/fuzz.sh
+
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@REDRIVE_BUILD=$(abspath $(B)) sh scripts/soak.sh
+
+valgrind: deps
+	@$(MAKE) --no-print-directory MODE=debug B=$(B)/valgrind all unit-bins
+	@REDRIVE_BUILD=$(abspath $(B))/valgrind sh scripts/valgrind.sh
 
 LINT_SRCS = $(LIB_SRCS) $(CLI_SRCS) $(DAEMON_MAIN) $(SENDMAIL_SRCS) $(UNIT_SRCS)
 FORMAT_SRCS = $(LINT_SRCS) $(wildcard include/redrive/*.h)

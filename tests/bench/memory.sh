@@ -8,9 +8,18 @@
 # run starts a new daemon (freed memory stays in the process, so a second
 # run in the same one would measure the first's high-water mark); the RSS
 # after the 10,000 sessions have closed is printed to show that.
+#
+# Beside it, a private Postfix instance (postfix_instance.sh, started
+# anew for each run, default_process_limit 200): the sum of the resident
+# memory of its smtpd processes with 100 idle sessions (one smtpd each),
+# as VmRSS counts it (Rss of smaps_rollup: the shared libraries are
+# counted in every process) and as Pss (shared pages divided among the
+# processes that map them), and redrived's RSS at 100 over the first.
+# Skipped, with a note, when the bench does not run as root.
 set -eu
 . "$top/tests/bench/lib.sh"
-trap bench_cleanup EXIT
+. "$top/tests/bench/postfix_instance.sh"
+trap 'pf_stop; bench_cleanup' EXIT
 trap 'exit 1' INT TERM
 IDLE=${IDLE_SESSIONS:-10000}
 export BENCH_MAX_CONN=20000
@@ -37,10 +46,12 @@ webhook_signing_key = bench-signing-key-0123456789
 listen = 127.0.0.1:$tport"
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$daemon_pid/status"; }
 
-# rss_with N: sets $kb to VmRSS in KiB while N idle sessions are open.
+# rss_with N [PORT [CMD]]: sets $kb to the output of CMD (default: the
+# daemon's VmRSS in KiB) while N idle sessions to PORT (default: the
+# daemon's) are open.
 rss_with() {
 	rm -f "$work/ready"
-	"$PY" "$top/tests/bench/idle_sessions.py" "$sport" "$1" \
+	"$PY" "$top/tests/bench/idle_sessions.py" "${2:-$sport}" "$1" \
 	    "$work/ready" &
 	cpid=$!
 	bench_track "$cpid"
@@ -58,7 +69,7 @@ rss_with() {
 		sleep 0.1
 	done
 	sleep 0.5
-	kb=$(rss)
+	kb=$(${3:-rss})
 	bench_stop "$cpid"
 	# Let the daemon see every session close.
 	sleep 1
@@ -84,3 +95,35 @@ bench_result "redrived RSS KiB, 100 idle SMTP sessions" "$r1"
 bench_result "redrived RSS KiB, $IDLE idle SMTP sessions" "$r2"
 bench_result "  KiB per idle session (from 100 to $IDLE)" "$per"
 bench_result "  RSS KiB once the $IDLE have closed" "$r3"
+
+pf_mem() { echo "$(pf_smtpd_kb Rss) $(pf_smtpd_kb Pss)"; }
+if pf_usable; then
+	p1="" p2="" pn="" ratio=""
+	for r in $(seq "$RUNS"); do
+		pf_start "$work/postfix"
+		rss_with 100 "$pf_port" pf_mem
+		pf_stop
+		set -- $kb
+		# $1 Rss sum, $2 smtpd count, $3 Pss sum.
+		if [ "$2" -lt 100 ]; then
+			echo "bench: $2 smtpd processes for 100 sessions" >&2
+			exit 1
+		fi
+		p1="$p1 $1" p2="$p2 $3" pn="$pn $2"
+	done
+	bench_result "Postfix smtpd RSS KiB (sum), 100 idle SMTP sessions" "$p1"
+	bench_result "  the same as Pss (shared pages divided)" "$p2"
+	bench_result "  smtpd processes" "$pn"
+	rd=$(echo $r1 | tr ' ' '\n' | median)
+	for v in $p1; do
+		ratio="$ratio $(awk -v a="$rd" -v b="$v" 'BEGIN { printf "%.3f", a / b }')"
+	done
+	bench_result "  redrived RSS / Postfix smtpd RSS, 100 sessions" "$ratio"
+	ratio=""
+	for v in $p2; do
+		ratio="$ratio $(awk -v a="$rd" -v b="$v" 'BEGIN { printf "%.3f", a / b }')"
+	done
+	bench_result "  redrived RSS / Postfix smtpd Pss, 100 sessions" "$ratio"
+else
+	bench_note "memory: no Postfix comparison (needs root, postfix and smtp-sink)"
+fi

@@ -4,25 +4,34 @@
 # timings are medians of RUNS runs with their spread (min-max).
 #
 #   accept.sh   the disk's fsync rate; the relay's accept rate with
-#               durable commits (smtp-source, 1 and 20 clients, 4 KiB)
+#               durable commits (smtp-source, 1, 20 and 100 clients,
+#               4 KiB and 100 KiB) beside a private Postfix instance
 #   webhook.sh  signed webhook ingest (wrk, 50 connections, every request
 #               a new token and a new event of a known message) beside
 #               nginx answering a static 200 to the same requests
 #   forward.sh  end to end: SMTP accept to Mailgun-accepted ('sent'),
 #               the Mailgun simulator standing in for Mailgun
-#   memory.sh   redrived's RSS with 100 and 10,000 idle SMTP sessions
+#   memory.sh   redrived's RSS with 100 and 10,000 idle SMTP sessions;
+#               the private Postfix's smtpd memory with 100
 #
-# Postfix and the system's nginx are never started: smtp-source is a
-# client, and nginx runs as a private instance on its own port from a
-# config in the bench directory.  Environment: RUNS (3), MSGS (4000 per
-# accept run), WEBHOOK_SECS (5), WEBHOOK_BODIES (200000 per run),
-# E2E_MSGS (2000), IDLE_SESSIONS (10000), SECTIONS (which of the four).
+# The system's Postfix and nginx are never started, stopped or changed.
+# Postfix runs as a private instance (tests/bench/postfix_instance.sh:
+# `postfix -c DIR start` with its config, queue and data directories in
+# the bench directory, smtpd and an smtp-sink on loopback ports; needs
+# root, else the comparison is skipped), and nginx as a private instance
+# on its own port from a config in the bench directory; both are stopped
+# at the end of their section, even on error.  Environment: RUNS (3),
+# MSGS (4000 per accept run, 4 KiB), MSGS_LARGE (1000 per accept run,
+# 100 KiB), CLIENTS ("1 20 100"), WEBHOOK_SECS (5), WEBHOOK_BODIES
+# (200000 per run), E2E_MSGS (2000), IDLE_SESSIONS (10000), SECTIONS
+# (which of the four), BENCH_DIR (build/bench: emptied first, so two
+# runs at once need two).
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 B="${REDRIVE_BUILD:-$top/build}"
 RUNS=${RUNS:-3}
 SECTIONS=${SECTIONS:-accept webhook forward memory}
-base="$top/build/bench"
+base="${BENCH_DIR:-$top/build/bench}"
 rm -rf "$base"
 mkdir -p "$base"
 RESULTS="$base/results"
