@@ -70,8 +70,8 @@ fuzz_srcs() {
 	case $1 in
 	smtp_parse) echo relay/smtp_parse.c ;;
 	smtp_data) echo relay/smtp_data.c ;;
-	http) echo tracker/http_server.c core/config.c core/cidr.c \
-	    core/log.c core/timeutil.c $LLHTTP_SRCS ;;
+	http) echo tracker/http_server.c core/fdguard.c core/config.c \
+	    core/cidr.c core/log.c core/timeutil.c $LLHTTP_SRCS ;;
 	webhook) echo tracker/webhook.c ;;
 	config | timeparse) echo core/config.c core/cidr.c core/log.c \
 	    core/timeutil.c ;;
