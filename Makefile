@@ -162,8 +162,9 @@ valgrind: deps
 	@$(MAKE) --no-print-directory MODE=debug B=$(B)/valgrind all unit-bins
 	@REDRIVE_BUILD=$(abspath $(B))/valgrind sh scripts/valgrind.sh
 
-LINT_SRCS = $(LIB_SRCS) $(CLI_SRCS) $(DAEMON_MAIN) $(SENDMAIL_SRCS) $(UNIT_SRCS)
-FORMAT_SRCS = $(LINT_SRCS) $(wildcard include/redrive/*.h)
+LINT_SRCS = $(LIB_SRCS) $(CLI_SRCS) $(DAEMON_MAIN) $(SENDMAIL_SRCS) $(UNIT_SRCS) \
+	$(UNIT_HELPERS)
+FORMAT_SRCS = $(LINT_SRCS) $(wildcard include/redrive/*.h tests/unit/*.h)
 
 lint: format-check
 	@sh scripts/banned.sh $(LINT_SRCS) $(wildcard include/redrive/*.h)

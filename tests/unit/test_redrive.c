@@ -34,6 +34,7 @@
 #include <sqlite3.h>
 #include <uv.h>
 
+#include "canned_http.h"
 #include "redrive/config.h"
 #include "redrive/log.h"
 #include "redrive/mailgun.h"
@@ -43,204 +44,17 @@
 #include "redrive/timeutil.h"
 #include "redrive/webhook.h"
 
-#define MAX_REQS 16
 #define MINUTE 60000LL
 #define HOUR (60 * MINUTE)
 
-/* ---- The server -------------------------------------------------------- */
-
-struct srv;
-
-struct conn {
-	uv_tcp_t tcp;
-	struct srv *srv;
-	char *buf;
-	size_t len, cap;
-	struct conn *next;
-};
-
-struct srv {
-	uv_loop_t *loop;
-	uv_tcp_t listener;
-	int port;
-	bool silent;	/* never answer */
-	char *response; /* the canned answer */
-	size_t response_len;
-	char *reqs[MAX_REQS]; /* the requests seen, NUL-terminated */
-	int nreqs;
-	struct conn *conns;
-};
-
-static void
-srv_conn_close_cb(uv_handle_t *h)
-{
-	struct conn *c = h->data;
-
-	free(c->buf);
-	free(c);
-}
-
-static void
-srv_conn_close(struct conn *c)
-{
-	struct conn **pp;
-
-	for (pp = &c->srv->conns; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	uv_close((uv_handle_t *)&c->tcp, srv_conn_close_cb);
-}
-
-static void
-srv_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-	struct conn *c = h->data;
-
-	(void)hint;
-	if (c->cap - c->len < 65536) {
-		c->cap = c->cap * 2 + 65536;
-		c->buf = realloc(c->buf, c->cap + 1);
-		assert_non_null(c->buf);
-	}
-	buf->base = c->buf + c->len;
-	buf->len = c->cap - c->len;
-}
-
-static void
-srv_write_cb(uv_write_t *w, int status)
-{
-	(void)status;
-	free(w);
-}
-
-/* Returns the request's length once it is all in c->buf, else 0. */
-static size_t
-srv_request_len(const struct conn *c)
-{
-	const char *end, *p;
-	size_t head, clen = 0;
-
-	c->buf[c->len] = '\0';
-	end = memmem(c->buf, c->len, "\r\n\r\n", 4);
-	if (end == NULL)
-		return 0;
-	head = (size_t)(end - c->buf) + 4;
-	for (p = c->buf; p < end; p++)
-		if (p[0] == '\n' &&
-		    strncasecmp(p + 1, "Content-Length:", 15) == 0)
-			clen = strtoul(p + 16, NULL, 10);
-	return c->len >= head + clen ? head + clen : 0;
-}
-
-static void
-srv_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-	struct conn *c = s->data;
-	struct srv *srv = c->srv;
-	size_t rlen;
-
-	(void)buf;
-	if (n < 0) {
-		srv_conn_close(c);
-		return;
-	}
-	c->len += (size_t)n;
-	for (;;) {
-		rlen = srv_request_len(c);
-		if (rlen == 0)
-			break;
-		assert_true(srv->nreqs < MAX_REQS);
-		srv->reqs[srv->nreqs] = malloc(rlen + 1);
-		assert_non_null(srv->reqs[srv->nreqs]);
-		memcpy(srv->reqs[srv->nreqs], c->buf, rlen);
-		srv->reqs[srv->nreqs][rlen] = '\0';
-		srv->nreqs++;
-		memmove(c->buf, c->buf + rlen, c->len - rlen);
-		c->len -= rlen;
-		if (!srv->silent) {
-			uv_write_t *w = malloc(sizeof(*w));
-			uv_buf_t b = uv_buf_init(
-			    srv->response, (unsigned)srv->response_len);
-
-			assert_non_null(w);
-			assert_int_equal(
-			    uv_write(w, s, &b, 1, srv_write_cb), 0);
-		}
-	}
-}
-
-static void
-srv_connection_cb(uv_stream_t *l, int status)
-{
-	struct srv *srv = l->data;
-	struct conn *c;
-
-	assert_int_equal(status, 0);
-	c = calloc(1, sizeof(*c));
-	assert_non_null(c);
-	c->srv = srv;
-	assert_int_equal(uv_tcp_init(srv->loop, &c->tcp), 0);
-	c->tcp.data = c;
-	assert_int_equal(uv_accept(l, (uv_stream_t *)&c->tcp), 0);
-	c->next = srv->conns;
-	srv->conns = c;
-	assert_int_equal(
-	    uv_read_start((uv_stream_t *)&c->tcp, srv_alloc_cb, srv_read_cb),
-	    0);
-}
-
-static void
-srv_start(struct srv *srv, uv_loop_t *loop)
-{
-	struct sockaddr_in sa;
-	struct sockaddr_storage ss;
-	int sl = sizeof(ss);
-
-	memset(srv, 0, sizeof(*srv));
-	srv->loop = loop;
-	assert_int_equal(uv_tcp_init(loop, &srv->listener), 0);
-	srv->listener.data = srv;
-	assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
-	assert_int_equal(
-	    uv_tcp_bind(&srv->listener, (const struct sockaddr *)&sa, 0), 0);
-	assert_int_equal(
-	    uv_listen((uv_stream_t *)&srv->listener, 16, srv_connection_cb), 0);
-	assert_int_equal(
-	    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &sl), 0);
-	srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
+/* ---- The server: canned_http.h ---------------------------------------- */
 
 /* Sets the canned answer: a status line and a JSON body. */
 static void
-srv_respond(struct srv *srv, const char *status, const char *body)
+srv_json(struct srv *srv, const char *status, const char *body)
 {
-	size_t blen = strlen(body), need = strlen(status) + blen + 128;
-	int n;
-
-	free(srv->response);
-	srv->response = malloc(need);
-	assert_non_null(srv->response);
-	n = snprintf(srv->response, need,
-	    "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
-	    "Content-Length: %zu\r\n\r\n%s",
-	    status, blen, body);
-	assert_true(n > 0 && (size_t)n < need);
-	srv->response_len = (size_t)n;
-}
-
-static void
-srv_stop(struct srv *srv)
-{
-	int i;
-
-	while (srv->conns != NULL)
-		srv_conn_close(srv->conns);
-	uv_close((uv_handle_t *)&srv->listener, NULL);
-	for (i = 0; i < srv->nreqs; i++)
-		free(srv->reqs[i]);
-	free(srv->response);
+	srv_respond(srv, status, "Content-Type: application/json\r\n", body,
+	    strlen(body));
 }
 
 /* ---- The fixture ------------------------------------------------------- */
@@ -563,7 +377,7 @@ test_resend_ok(void **state)
 	char url[128], buf[128];
 	const char *req;
 
-	srv_respond(&f->srv, "200 OK",
+	srv_json(&f->srv, "200 OK",
 	    "{\"id\": \"<new-1@example.org>\", \"message\": \"Queued. Thank "
 	    "you.\"}");
 	rid = test_retrying(f, now - 60 * MINUTE, now - 5 * MINUTE,
@@ -615,7 +429,7 @@ test_resend_gone(void **state)
 	int64_t now = time_now_ms(), rid, rid2;
 	char url[128], buf[128];
 
-	srv_respond(
+	srv_json(
 	    &f->srv, "404 Not Found", "{\"message\": \"Message not found\"}");
 	rid = test_retrying(f, now - 60 * MINUTE, now - 5 * MINUTE,
 	    test_url(f, "GONE", url, sizeof(url)), NULL);
@@ -636,7 +450,7 @@ test_resend_gone(void **state)
 	assert_int_equal(redrive_stats(f->rd).gone, 1);
 	assert_true(test_log_has(f, "via=storage result=gone"));
 
-	srv_respond(&f->srv, "400 Bad Request",
+	srv_json(&f->srv, "400 Bad Request",
 	    "{\"message\": \"to parameter is not a valid address\"}");
 	rid2 = test_retrying(f, now - 60 * MINUTE, now - 5 * MINUTE,
 	    test_url(f, "BAD", url, sizeof(url)), NULL);
@@ -653,8 +467,7 @@ test_resend_retry(void **state)
 	int64_t now = time_now_ms(), rid, next;
 	char url[128], buf[128];
 
-	srv_respond(
-	    &f->srv, "503 Service Unavailable", "{\"message\": \"busy\"}");
+	srv_json(&f->srv, "503 Service Unavailable", "{\"message\": \"busy\"}");
 	rid = test_retrying(f, now - 60 * MINUTE, now - 5 * MINUTE,
 	    test_url(f, "KEY-1", url, sizeof(url)), NULL);
 	test_start(f, true);
@@ -691,7 +504,7 @@ test_requeue_without_storage(void **state)
 	int64_t now = time_now_ms(), rid1, rid2;
 	char url[128];
 
-	srv_respond(&f->srv, "200 OK", "{\"id\": \"<x@example.org>\"}");
+	srv_json(&f->srv, "200 OK", "{\"id\": \"<x@example.org>\"}");
 	/* Accepted 73 h ago: Mailgun's copy is past the 72 h default. */
 	rid1 = test_retrying(f, now - 73 * HOUR, now - 5 * MINUTE,
 	    test_url(f, "OLD", url, sizeof(url)), NULL);
@@ -751,7 +564,7 @@ test_cli_retry_picked_up(void **state)
 	int64_t now = time_now_ms(), rid, mid, t0;
 	char url[128], err[256];
 
-	srv_respond(&f->srv, "200 OK", "{\"id\": \"<new-2@example.org>\"}");
+	srv_json(&f->srv, "200 OK", "{\"id\": \"<new-2@example.org>\"}");
 	/* Failed just now: due in 4 min. */
 	rid = test_retrying(f, now - 60 * MINUTE, now,
 	    test_url(f, "KEY-2", url, sizeof(url)), &mid);
@@ -780,8 +593,7 @@ test_pause_holds(void **state)
 	int64_t now = time_now_ms(), rid1, rid2, next;
 	char url[128], buf[64];
 
-	srv_respond(
-	    &f->srv, "401 Unauthorized", "{\"message\": \"Forbidden\"}");
+	srv_json(&f->srv, "401 Unauthorized", "{\"message\": \"Forbidden\"}");
 	rid1 = test_retrying(f, now - 60 * MINUTE, now - 5 * MINUTE,
 	    test_url(f, "K1", url, sizeof(url)), NULL);
 	test_start(f, true);
@@ -820,7 +632,7 @@ test_close_in_flight(void **state)
 	char url[128], buf[64];
 
 	f->srv.silent = true;
-	srv_respond(&f->srv, "200 OK", "{}");
+	srv_json(&f->srv, "200 OK", "{}");
 	rid = test_retrying(f, now - 60 * MINUTE, now - 5 * MINUTE,
 	    test_url(f, "SLOW", url, sizeof(url)), NULL);
 	test_start(f, true);
