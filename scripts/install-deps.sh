@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential pkg-config clang clang-tidy clang-format cppcheck
 libuv1-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev libesmtp-dev
 libjansson-dev libinih-dev node-llhttp libcmocka-dev libcrypt-dev
-python3 python3-pytest swaks postfix sqlite3 valgrind openssl iproute2
+python3 python3-pytest swaks libnet-ssleay-perl postfix sqlite3 valgrind openssl iproute2
 groff-base man-db
 libclang-rt-14-dev"
 
