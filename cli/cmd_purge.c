@@ -5,10 +5,12 @@
  * in transactions of STORE_PURGE_BATCH messages so that a running daemon
  * never waits long for the store; a message that is not final is never
  * touched.  Webhook tokens recorded before WHEN go too, but never those
- * of the last CMD_PURGE_TOKEN_KEEP_MS (the default [tracker]
- * timestamp_window, within which a token must be remembered to refuse a
- * replay).  Prints how many messages were removed.  Exit codes: 0 done
- * (nothing to remove included), 1 store failure, 2 usage.
+ * of the last CMD_PURGE_TOKEN_KEEP_MS (twice the default [tracker]
+ * timestamp_window: a signature is fresh while its timestamp is within a
+ * window either side of now, so a webhook may come back fresh until two
+ * windows after it arrived, and its token must refuse it until then).  Prints
+ * how many messages were removed.  Exit codes: 0 done (nothing to remove
+ * included), 1 store failure, 2 usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,7 +26,7 @@
 #include "cli.h"
 
 /* Tokens younger than this are kept whatever WHEN says. */
-#define CMD_PURGE_TOKEN_KEEP_MS (24LL * 60 * 60 * 1000)
+#define CMD_PURGE_TOKEN_KEEP_MS (2 * 24LL * 60 * 60 * 1000)
 
 static void
 cmd_purge_usage(FILE *fp)

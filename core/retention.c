@@ -5,9 +5,12 @@
  * STORE_PURGE_BATCH finished messages (and tokens), until a job deletes
  * less than a full batch of both, so the store thread's group commits are
  * never held up by one big delete.  The cut-off time is fixed when a run
- * starts.  Webhook tokens are kept for at least [tracker]
- * timestamp_window: a webhook is refused as stale past it, so a token
- * older than that can never be replayed.
+ * starts.  Webhook tokens are kept for at least twice [tracker]
+ * timestamp_window: a signature is accepted while its timestamp is within
+ * a window either side of now, so a webhook that arrived at T (signed at
+ * most a window after T, by a sender whose clock runs ahead) can come
+ * back fresh until T plus two windows, and its token must refuse it until
+ * then.
  *
  * Shutdown: retention_close() closes the timer; a job in flight completes
  * when the store closes (its callback sees closing and starts nothing);
@@ -128,8 +131,8 @@ retention_timer_cb(uv_timer_t *t)
 	now = time_now_ms();
 	keep = r->cfg->store.retention_ms;
 	r->before = keep < now ? now - keep : 0;
-	if (r->cfg->tracker.timestamp_window_ms > keep)
-		keep = r->cfg->tracker.timestamp_window_ms;
+	if (r->cfg->tracker.timestamp_window_ms > keep / 2)
+		keep = 2 * r->cfg->tracker.timestamp_window_ms;
 	r->tokens_before = keep < now ? now - keep : 0;
 	r->run_messages = 0;
 	r->run_tokens = 0;

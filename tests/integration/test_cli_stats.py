@@ -444,18 +444,20 @@ def test_purge_while_the_daemon_runs(daemon):
     assert ids == [2, 3, 4, 99999, 100000], ids
 
 
-def test_purge_tokens_keep_a_day(tmp_path):
+def test_purge_tokens_keep_two_days(tmp_path):
+    """A webhook signed up to a window (24 h) ahead of its arrival stays
+    fresh until two windows after it: its token is kept that long."""
     path = tmp_path / "redrive.db"
     db = new_store(path)
     now = now_ms()
     db.execute("INSERT INTO webhook_tokens (token, digest, at) VALUES"
-               " ('t2h', 'd', ?), ('t25h', 'd', ?)",
-               (now - 2 * HOUR, now - 25 * HOUR))
+               " ('t2h', 'd', ?), ('t25h', 'd', ?), ('t49h', 'd', ?)",
+               (now - 2 * HOUR, now - 25 * HOUR, now - 49 * HOUR))
     db.commit()
     db.close()
     code, out, err = run("--db", path, "purge", "--older-than", "1h")
     assert code == 0, err
-    assert left(path)["tokens"] == ["t2h"]
+    assert left(path)["tokens"] == ["t25h", "t2h"]
 
 
 def test_retention_in_the_daemon(daemon):
@@ -467,6 +469,10 @@ def test_retention_in_the_daemon(daemon):
     now = now_ms()
     db = sqlite3.connect(d.store)
     build_purge_mix(db, now, 2 * HOUR)
+    # Tokens: kept for twice the timestamp window (24 h by default).
+    db.execute("INSERT INTO webhook_tokens (token, digest, at) VALUES"
+               " ('t30h', 'd', ?), ('t50h', 'd', ?)",
+               (now - 30 * HOUR, now - 50 * HOUR))
     # Enough finished old messages for three batches of 500.
     db.execute(
         "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k"
@@ -489,8 +495,8 @@ def test_retention_in_the_daemon(daemon):
     assert got["recipients"] == [2, 3, 4, 99999]
     assert got["events"] == [2, 3]
     assert got["bodies"] == [2, 3, 4]
-    # Tokens are kept for the tracker's timestamp window (24h default).
-    assert got["tokens"] == ["t-new", "t-old"]
+    # Tokens are kept for twice the tracker's timestamp window.
+    assert got["tokens"] == ["t-new", "t-old", "t30h"]
     d.stop()
     # The next start finds nothing more: no second line.
     d.start()
