@@ -84,6 +84,7 @@ struct store {
 	uv_async_t async;
 	sqlite3 *db;
 	sqlite3_stmt *stmt[STORE_NSTMTS];
+	struct store_tokens *tokens; /* the store thread's, once started */
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -254,6 +255,7 @@ store_rollback(struct store *st)
 {
 	if (!sqlite3_get_autocommit(st->db))
 		(void)store_step_id(st, STORE_STMT_ROLLBACK);
+	store_tokens_txn_undo(st->tokens);
 }
 
 /* Logs a transaction that failed. Store thread. */
@@ -281,6 +283,7 @@ store_run_job(struct store *st, struct store_job *j)
 		j->status = store_errno(rc) != 0 ? store_errno(rc) : -EIO;
 		return !sqlite3_get_autocommit(st->db);
 	}
+	store_tokens_job_begin(st->tokens);
 	status = j->run(st->db, j);
 	if (status > 0)
 		status = -EIO;
@@ -298,6 +301,7 @@ store_run_job(struct store *st, struct store_job *j)
 	if (store_step_id(st, STORE_STMT_ROLLBACK_TO) != SQLITE_OK ||
 	    store_step_id(st, STORE_STMT_RELEASE) != SQLITE_OK)
 		return false;
+	store_tokens_job_undo(st->tokens);
 	return true;
 }
 
@@ -317,6 +321,7 @@ store_txn(struct store *st, struct store_job *first)
 	for (j = first; j != NULL; j = j->next)
 		n++;
 
+	store_tokens_txn_begin(st->tokens);
 	rc = store_step_id(st, STORE_STMT_BEGIN);
 	if (rc != SQLITE_OK) {
 		err = store_errno(rc) != 0 ? store_errno(rc) : -EIO;
@@ -537,6 +542,12 @@ store_submit(struct store *st, const struct store_new_message *m,
 	return rc;
 }
 
+struct store_tokens *
+store_tokens_of(struct store *st)
+{
+	return st->tokens;
+}
+
 struct store_stats
 store_stats(const struct store *st)
 {
@@ -560,6 +571,8 @@ store_db_shut(struct store *st)
 		sqlite3_finalize(st->stmt[i]);
 		st->stmt[i] = NULL;
 	}
+	store_tokens_free(st->tokens);
+	st->tokens = NULL;
 	if (st->db == NULL)
 		return;
 	store_sql_forget(st->db);
@@ -660,6 +673,12 @@ store_open(struct store **out, const char *path, uv_loop_t *loop, char *err,
 	}
 	st->loop = loop;
 	atomic_init(&st->fault, 0);
+	st->tokens = store_tokens_new();
+	if (st->tokens == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		ret = -ENOMEM;
+		goto out;
+	}
 
 	rc = sqlite3_open_v2(path, &st->db,
 	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,

@@ -58,9 +58,6 @@
 
 /* ---- SQL --------------------------------------------------------------- */
 
-static const char store_events_token_sql[] =
-    "SELECT digest FROM webhook_tokens WHERE token = ?1";
-
 static const char store_events_msg_by_id_sql[] =
     "SELECT id FROM messages WHERE id = ?1";
 
@@ -355,6 +352,7 @@ struct store_event_job {
 	struct store_job job;
 	const struct webhook_event *ev;
 	const struct config *cfg;
+	struct store_tokens *tokens; /* the store thread's token set */
 	int64_t now;
 	int64_t at;			    /* the event's timestamp, or now */
 	char mgid[STORE_EVENTS_ID_MAX + 1]; /* bare; "" when none */
@@ -373,34 +371,41 @@ struct store_events_rcpt {
 };
 
 /*
- * Looks the token up: sets *known and the outcome (DUPLICATE when the
- * digest is the same, MISMATCH when not).  SQLite code.
+ * Looks the token up in the store thread's token set (core/store_tokens.c),
+ * filled from webhook_tokens by the first event after the daemon started:
+ * sets *known and the outcome (DUPLICATE when the digest is the same,
+ * MISMATCH when not).  Tokens that arrived more than twice
+ * timestamp_window ago are let go first: a signature is fresh while its
+ * timestamp is within a window either side of now, so no webhook can
+ * come back fresh after that.  SQLite code.
  */
 static int
 store_events_token(sqlite3 *db, struct store_event_job *j, bool *known)
 {
-	sqlite3_stmt *st = NULL;
-	const unsigned char *d;
+	int64_t keep = 2 * j->cfg->tracker.timestamp_window_ms;
+	int64_t since = j->now > keep ? j->now - keep : 0;
 	int rc;
 
 	*known = false;
-	rc = store_sql_take(db, store_events_token_sql, &st);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 1, j->ev->token, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		d = sqlite3_column_text(st, 0);
+	if (!store_tokens_loaded(j->tokens)) {
+		rc = store_tokens_load(j->tokens, db, since);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	store_tokens_expire(j->tokens, since);
+	switch (store_tokens_find(j->tokens, j->ev->token, j->ev->digest)) {
+	case STORE_TOKENS_SAME:
 		*known = true;
-		j->res.outcome =
-		    d != NULL && strcmp((const char *)d, j->ev->digest) == 0
-		    ? STORE_EVENT_DUPLICATE
-		    : STORE_EVENT_MISMATCH;
-		rc = SQLITE_OK;
-	} else if (rc == SQLITE_DONE)
-		rc = SQLITE_OK;
-	store_sql_give(st);
-	return rc;
+		j->res.outcome = STORE_EVENT_DUPLICATE;
+		break;
+	case STORE_TOKENS_OTHER:
+		*known = true;
+		j->res.outcome = STORE_EVENT_MISMATCH;
+		break;
+	case STORE_TOKENS_NEW:
+		break;
+	}
+	return SQLITE_OK;
 }
 
 /*
@@ -520,6 +525,10 @@ store_events_insert_token(sqlite3 *db, const struct store_event_job *j)
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
 	store_sql_give(st);
+	if (rc == SQLITE_OK &&
+	    store_tokens_add(j->tokens, j->ev->token, j->ev->digest, j->now) !=
+		0)
+		rc = SQLITE_NOMEM;
 	return rc;
 }
 
@@ -942,6 +951,7 @@ store_event_apply(struct store *st, const struct webhook_event *ev,
 	j->job.done = store_event_done;
 	j->ev = ev;
 	j->cfg = cfg;
+	j->tokens = store_tokens_of(st);
 	j->now = now;
 	j->at = ev->at > 0 ? ev->at : now;
 	if (!store_events_bare_id(ev->message_id, j->mgid, sizeof(j->mgid)))

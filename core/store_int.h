@@ -5,6 +5,7 @@
 #ifndef REDRIVE_STORE_INT_H
 #define REDRIVE_STORE_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sqlite3.h>
@@ -58,6 +59,49 @@ void store_sql_give(sqlite3_stmt *st);
 void store_sql_forget(sqlite3 *db);
 
 struct store;
+
+/*
+ * The webhook tokens of the replay window, in memory (core/store_tokens.c),
+ * for the daemon's store thread only.  store_tokens_find tells whether a
+ * token is held and with the same event digest; store_tokens_add holds one
+ * more (0 or -ENOMEM); store_tokens_expire lets go of those that arrived
+ * before `before`.  The marks follow the store thread's transaction: call
+ * txn_begin after BEGIN, job_begin after each SAVEPOINT, job_undo after
+ * ROLLBACK TO and txn_undo after a ROLLBACK or a failed COMMIT, and the set
+ * holds what is committed plus what the open transaction added.
+ * store_tokens_load fills it, inside a transaction, with the tokens of
+ * webhook_tokens that arrived at `since` or later (an SQLite code).
+ */
+struct store_tokens;
+
+enum store_tokens_seen {
+	STORE_TOKENS_NEW,   /* not held */
+	STORE_TOKENS_SAME,  /* held, with the same digest */
+	STORE_TOKENS_OTHER, /* held, with another digest */
+};
+
+struct store_tokens *store_tokens_new(void);
+void store_tokens_free(struct store_tokens *t);
+size_t store_tokens_count(const struct store_tokens *t);
+size_t store_tokens_bytes(const struct store_tokens *t);
+enum store_tokens_seen store_tokens_find(
+    const struct store_tokens *t, const char *token, const char *digest);
+int store_tokens_add(
+    struct store_tokens *t, const char *token, const char *digest, int64_t at);
+void store_tokens_expire(struct store_tokens *t, int64_t before);
+void store_tokens_txn_begin(struct store_tokens *t);
+void store_tokens_job_begin(struct store_tokens *t);
+void store_tokens_job_undo(struct store_tokens *t);
+void store_tokens_txn_undo(struct store_tokens *t);
+bool store_tokens_loaded(const struct store_tokens *t);
+int store_tokens_load(struct store_tokens *t, sqlite3 *db, int64_t since);
+
+/* SipHash-2-4 of data under key (core/store_tokens.c), for its test. */
+uint64_t store_tokens_siphash(
+    const unsigned char key[16], const void *data, size_t len);
+
+/* The token set of the daemon's store (NULL on the CLI's connections). */
+struct store_tokens *store_tokens_of(struct store *st);
 
 /* The longest SQLite error message the CLI's face keeps. */
 #define STORE_QUERY_ERR_MAX 256

@@ -145,6 +145,24 @@ static const char *const store_migrations[] = {
 	/* Purge and retention delete by recipient and message. */
 	"CREATE INDEX events_recipient ON events(recipient_id);"
 	"CREATE INDEX alerts_message ON alerts(message_id);",
+	/*
+	 * 4: webhook tokens in arrival order.  Keyed by the token, every new
+	 * (random) token wrote a page of its own and that was the largest
+	 * cost of a webhook; the daemon now looks tokens up in memory
+	 * (core/store_tokens.c) and only appends here, and reads them back at
+	 * start by arrival time.
+	 */
+	"CREATE TABLE webhook_tokens_new ("
+	"  id INTEGER PRIMARY KEY,"
+	"  token TEXT NOT NULL,"
+	"  digest TEXT NOT NULL,"
+	"  at INTEGER NOT NULL"
+	");"
+	"INSERT INTO webhook_tokens_new (token, digest, at)"
+	"  SELECT token, digest, at FROM webhook_tokens ORDER BY at;"
+	"DROP TABLE webhook_tokens;"
+	"ALTER TABLE webhook_tokens_new RENAME TO webhook_tokens;"
+	"CREATE INDEX webhook_tokens_at ON webhook_tokens(at);",
 };
 
 #define STORE_NMIGRATIONS \

@@ -130,8 +130,8 @@ static const char store_purge_messages_sql[] =
     " ORDER BY m.received_at LIMIT ?2)";
 
 static const char store_purge_tokens_sql[] =
-    "DELETE FROM webhook_tokens WHERE token IN (SELECT token FROM"
-    " webhook_tokens WHERE at < ?1 LIMIT ?2)";
+    "DELETE FROM webhook_tokens WHERE id IN (SELECT id FROM"
+    " webhook_tokens WHERE at < ?1 ORDER BY at LIMIT ?2)";
 
 /* Records the connection's last SQLite error and returns it as errno. */
 static int

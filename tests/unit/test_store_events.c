@@ -519,6 +519,63 @@ test_token(void **state)
 	assert_string_equal(row.status, "delivered");
 }
 
+/* Closes the store and opens it again: a restarted daemon. */
+static void
+test_reopen(struct fixture *f)
+{
+	char err[512];
+
+	store_close(f->st);
+	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+	f->st = NULL;
+	assert_int_equal(
+	    store_open(&f->st, f->path, &f->loop, err, sizeof(err)), 0);
+}
+
+/*
+ * Tokens are looked up in memory (core/store_tokens.c): a restarted daemon
+ * reads them back, so a replay is refused across a restart; a token that
+ * arrived more than twice timestamp_window ago is let go (no signature can
+ * be fresh any more), and so is one whose job was rolled back.
+ */
+static void
+test_token_restart_and_window(void **state)
+{
+	struct fixture *f = *state;
+	struct store_event_result r;
+	int64_t window = f->cfg.tracker.timestamp_window_ms;
+	struct tev e, other;
+	int64_t rid;
+
+	(void)test_bob(f, &rid);
+	e = test_delivered("tok-r", T0 + MINUTE);
+	r = test_apply(f, &e, T0 + 2 * MINUTE);
+	assert_int_equal(r.outcome, STORE_EVENT_RECORDED);
+
+	test_reopen(f);
+	r = test_apply(f, &e, T0 + 3 * MINUTE);
+	assert_int_equal(r.outcome, STORE_EVENT_DUPLICATE);
+	other = test_failed("tok-r", T0 + 4 * MINUTE, "permanent", "bounce",
+	    550, "5.1.1", "No such user");
+	other.digest = "another-digest";
+	r = test_apply(f, &other, T0 + 5 * MINUTE);
+	assert_int_equal(r.outcome, STORE_EVENT_MISMATCH);
+	assert_int_equal(test_ntokens(f), 1);
+
+	/* Still held just before two windows have passed, after a restart. */
+	test_reopen(f);
+	r = test_apply(f, &other, T0 + 2 * MINUTE + 2 * window - 1);
+	assert_int_equal(r.outcome, STORE_EVENT_MISMATCH);
+	/* Let go after them: the token is new again (and recorded). */
+	r = test_apply(f, &other, T0 + 2 * MINUTE + 2 * window + 1);
+	assert_int_not_equal(r.outcome, STORE_EVENT_MISMATCH);
+	assert_int_equal(test_ntokens(f), 2);
+	/* And not read back after a restart either, but the new one is. */
+	test_reopen(f);
+	r = test_apply(f, &other, T0 + 2 * MINUTE + 2 * window + 2);
+	assert_int_equal(r.outcome, STORE_EVENT_DUPLICATE);
+}
+
 /* Bad arguments are refused before anything is queued. */
 static void
 test_apply_einval(void **state)
@@ -1695,6 +1752,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(
 		    test_token, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_token_restart_and_window, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_apply_einval, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(
