@@ -436,6 +436,30 @@ def test_webhook_replay_and_reused_token(tracker):
     assert t.log_lines("token reused with other event data")
 
 
+def test_webhook_token_remembered_across_restart(tracker):
+    """Tokens are looked up in memory and read back from the store when
+    the daemon starts: after a restart, a captured signature on forged
+    event data is still refused, and Mailgun's retry of the recorded
+    webhook is still a harmless 200."""
+    t = tracker()
+    addr = "ok@example.net"
+    mid, mgid = delivered_message(t, addr)
+    dl = one([h for h in t.hooks_of(mgid) if h["event"] == "delivered"],
+             "hook")
+    before = snapshot(t, mid)
+    t.d.restart()
+    obj = json.loads(dl["body"])
+    forged = dict(obj)
+    forged["event-data"] = bounce_for(mid, mgid, addr)
+    status, text = t.post_hook(json.dumps(forged).encode())
+    assert status == 401, text
+    assert t.log_lines("token reused with other event data")
+    status, text = t.post_hook(dl["body"].encode())
+    assert status == 200, text
+    assert snapshot(t, mid) == before
+    assert t.rcpt(mid, addr)["status"] == "delivered"
+
+
 def test_webhook_unknown_malformed_and_http(tracker):
     t = tracker(tracker={"max_body": "2K"})
     addr = "ok@example.net"
