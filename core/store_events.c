@@ -46,6 +46,7 @@
 #include "redrive/policy.h"
 #include "redrive/store.h"
 #include "redrive/store_events.h"
+#include "redrive/timeutil.h"
 #include "redrive/webhook.h"
 #include "store_int.h"
 
@@ -384,13 +385,19 @@ store_events_token(sqlite3 *db, struct store_event_job *j, bool *known)
 {
 	int64_t keep = 2 * j->cfg->tracker.timestamp_window_ms;
 	int64_t since = j->now > keep ? j->now - keep : 0;
+	int64_t t0;
 	int rc;
 
 	*known = false;
 	if (!store_tokens_loaded(j->tokens)) {
+		t0 = time_mono_ms();
 		rc = store_tokens_load(j->tokens, db, since);
 		if (rc != SQLITE_OK)
 			return rc;
+		log_info("webhook tokens read back from the store",
+		    LF_UINT("tokens", store_tokens_count(j->tokens)),
+		    LF_UINT("bytes", store_tokens_bytes(j->tokens)),
+		    LF_INT("ms", time_mono_ms() - t0), LF_END);
 	}
 	store_tokens_expire(j->tokens, since);
 	switch (store_tokens_find(j->tokens, j->ev->token, j->ev->digest)) {

@@ -16,6 +16,7 @@ Webhook answers are checked with hand-made requests signed with
 hmac/sha256 (timestamp || token) against the tracker on its own port."""
 
 import json
+import re
 import time
 
 import pytest
@@ -454,6 +455,10 @@ def test_webhook_token_remembered_across_restart(tracker):
     status, text = t.post_hook(json.dumps(forged).encode())
     assert status == 401, text
     assert t.log_lines("token reused with other event data")
+    back = t.log_lines("webhook tokens read back from the store")
+    # Once per run: none in the first, the first run's in the second.
+    assert len(back) == 2 and " tokens=0 " in back[0], back
+    assert re.search(r" tokens=[1-9]", back[1]), back
     status, text = t.post_hook(dl["body"].encode())
     assert status == 200, text
     assert snapshot(t, mid) == before
