@@ -353,9 +353,10 @@ test_event_cb(int status, const struct store_event_result *r, void *arg)
 		assert_null(r);
 }
 
-/* Applies e at now and returns the result (status 0 asserted). */
+/* Applies e at now; *status is the job's status, the result returned. */
 static struct store_event_result
-test_apply(struct fixture *f, const struct tev *e, int64_t now)
+test_apply_status(
+    struct fixture *f, const struct tev *e, int64_t now, int *status)
 {
 	struct webhook_event ev;
 	struct tres t;
@@ -383,8 +384,20 @@ test_apply(struct fixture *f, const struct tev *e, int64_t now)
 	    store_event_apply(f->st, &ev, &f->cfg, now, test_event_cb, &t), 0);
 	test_wait(f, &t.calls, 1);
 	assert_int_equal(t.calls, 1);
-	assert_int_equal(t.status, 0);
+	*status = t.status;
 	return t.r;
+}
+
+/* Applies e at now and returns the result (status 0 asserted). */
+static struct store_event_result
+test_apply(struct fixture *f, const struct tev *e, int64_t now)
+{
+	struct store_event_result r;
+	int status = -1;
+
+	r = test_apply_status(f, e, now, &status);
+	assert_int_equal(status, 0);
+	return r;
 }
 
 static void
@@ -574,6 +587,37 @@ test_token_restart_and_window(void **state)
 	test_reopen(f);
 	r = test_apply(f, &other, T0 + 2 * MINUTE + 2 * window + 2);
 	assert_int_equal(r.outcome, STORE_EVENT_DUPLICATE);
+}
+
+/*
+ * A transaction that does not commit takes its tokens off the set again:
+ * Mailgun's retry of the webhook is recorded, not taken for a duplicate.
+ * A token of the same batch that did commit stays.
+ */
+static void
+test_token_rolled_back(void **state)
+{
+	struct fixture *f = *state;
+	struct store_event_result r;
+	struct tev e;
+	int64_t rid;
+	int status = 0;
+
+	(void)test_bob(f, &rid);
+	e = test_delivered("tok-f", T0 + MINUTE);
+	store_set_fault(f->st, -ENOSPC);
+	(void)test_apply_status(f, &e, T0 + 2 * MINUTE, &status);
+	assert_int_equal(status, -ENOSPC);
+	store_set_fault(f->st, 0);
+	assert_int_equal(test_nevents(f), 0);
+	assert_int_equal(test_ntokens(f), 0);
+	r = test_apply(f, &e, T0 + 3 * MINUTE);
+	assert_int_equal(r.outcome, STORE_EVENT_RECORDED);
+	assert_true(r.changed);
+	r = test_apply(f, &e, T0 + 4 * MINUTE);
+	assert_int_equal(r.outcome, STORE_EVENT_DUPLICATE);
+	assert_int_equal(test_nevents(f), 1);
+	assert_int_equal(test_ntokens(f), 1);
 }
 
 /* Bad arguments are refused before anything is queued. */
@@ -1754,6 +1798,8 @@ main(void)
 		    test_token, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_token_restart_and_window, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_token_rolled_back, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_apply_einval, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(
