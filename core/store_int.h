@@ -100,7 +100,7 @@ int store_tokens_load(struct store_tokens *t, sqlite3 *db, int64_t since);
 uint64_t store_tokens_siphash(
     const unsigned char key[16], const void *data, size_t len);
 
-/* The token set of the daemon's store (NULL on the CLI's connections). */
+/* The token set of the daemon's store thread (the CLI's store_db has none). */
 struct store_tokens *store_tokens_of(struct store *st);
 
 /* The longest SQLite error message the CLI's face keeps. */
