@@ -28,7 +28,7 @@ FUZZ_SECS=${FUZZ_SECS:-60}
 FUZZ_RUNS=${FUZZ_RUNS:-}
 FUZZ_RSS_MB=${FUZZ_RSS_MB:-2048}
 FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-25}
-FUZZ_TARGETS=${FUZZ_TARGETS:-smtp_parse smtp_data http webhook config timeparse}
+FUZZ_TARGETS=${FUZZ_TARGETS:-smtp_parse smtp_data http webhook jdoc config timeparse}
 if [ -z "${FUZZ_CC:-}" ]; then
 	if command -v clang >/dev/null 2>&1; then
 		FUZZ_CC=clang
@@ -72,7 +72,8 @@ fuzz_srcs() {
 	smtp_data) echo relay/smtp_data.c ;;
 	http) echo tracker/http_server.c core/fdguard.c core/config.c \
 	    core/cidr.c core/log.c core/timeutil.c $LLHTTP_SRCS ;;
-	webhook) echo tracker/webhook.c ;;
+	webhook) echo tracker/webhook.c core/jdoc.c ;;
+	jdoc) echo core/jdoc.c ;;
 	config | timeparse) echo core/config.c core/cidr.c core/log.c \
 	    core/timeutil.c ;;
 	*) echo "fuzz: unknown target $1" >&2; return 1 ;;

@@ -242,6 +242,25 @@ def webhook_seeds():
     write("webhook", seeds)
 
 
+def jdoc_seeds():
+    """The Mailgun fixtures as they are, the JSON literals of the unit
+    tests, and the corners of jansson's grammar."""
+    seeds = []
+    for p in sorted(glob.glob(os.path.join(FIXTURES, "*.json"))):
+        with open(p, "rb") as f:
+            seeds.append(f.read())
+    for name in ("test_jdoc.c", "test_webhook.c"):
+        for s in unit(name):
+            if s[:1] in (b"{", b"[", b" ") and len(s) <= MAX_SEED:
+                seeds.append(s)
+    seeds += [b"[]", b"{}", b'{"a":[1,-0,1.5e300,1E-400,0.1,-2.5e-7]}',
+              b'["\\u00e9\\ud83d\\ude00\\/\\b\\f\\n\\r\\t"]',
+              b'[9223372036854775807,-9223372036854775808]',
+              b'{"b":1,"a":{"c":null,"ab":true,"a":false}}',
+              "[\"\u00e9\u20ac\U0001f600\"]".encode()]
+    write("jdoc", seeds)
+
+
 def main():
     os.chdir(ROOT)
     smtp_parse_seeds()
@@ -250,6 +269,7 @@ def main():
     config_seeds()
     timeparse_seeds()
     webhook_seeds()
+    jdoc_seeds()
     return 0
 
 
