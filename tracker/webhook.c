@@ -23,6 +23,8 @@
  * and valid UTF-8 without NUL bytes.  The signature covers only timestamp
  * and token, so the event carries a digest of its data: a resent event has
  * the same digest, a forged one under a replayed signature does not.
+ * JSON is read by core/jdoc.c (jansson's grammar, duplicate keys refused,
+ * one arena per body), which also writes the digest's canonical text.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -36,11 +38,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "redrive/jdoc.h"
 #include "redrive/webhook.h"
 
 /* The largest body parsed at all (the tracker's max_body is smaller). */
@@ -87,44 +89,6 @@ struct webhook_form {
 };
 
 /*
- * The length of the valid UTF-8 sequence (RFC 3629 section 4) at s, which
- * has n bytes, or 0 when the bytes there are not one (NUL included).
- */
-static size_t
-webhook_utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t need, i;
-
-	if (c >= 0x01 && c <= 0x7f)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		need = 1;
-	else if (c >= 0xe0 && c <= 0xef)
-		need = 2;
-	else if (c >= 0xf0 && c <= 0xf4)
-		need = 3;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (n < need + 1)
-		return 0;
-	for (i = 1; i <= need; i++) {
-		if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
-			return 0;
-	}
-	return need + 1;
-}
-
-/*
  * Copies len bytes at s into a new string: every byte that is not part of
  * valid UTF-8 (a NUL included) becomes '?'.  Text over WEBHOOK_FIELD_MAX
  * bytes is cut at a character boundary when truncate is set, else dropped
@@ -147,7 +111,7 @@ webhook_text(const char *s, size_t len, bool truncate, char **out)
 	if (p == NULL)
 		return -ENOMEM;
 	while (i < len) {
-		cl = webhook_utf8_len(u + i, len - i);
+		cl = jdoc_utf8_len(u + i, len - i);
 		if (cl == 0) {
 			if (n + 1 > WEBHOOK_FIELD_MAX)
 				break;
@@ -168,27 +132,24 @@ webhook_text(const char *s, size_t len, bool truncate, char **out)
 
 /* webhook_text() of a JSON string value; anything else gives NULL. */
 static int
-webhook_json_text(const json_t *v, bool truncate, char **out)
+webhook_json_text(const struct jdoc_value *v, bool truncate, char **out)
 {
 	*out = NULL;
-	if (!json_is_string(v))
+	if (!jdoc_is_string(v))
 		return 0;
-	return webhook_text(
-	    json_string_value(v), json_string_length(v), truncate, out);
+	return webhook_text(jdoc_string(v), jdoc_string_len(v), truncate, out);
 }
 
 /* The value at obj.a.b.c (NULL-terminated list of up to three keys). */
-static json_t *
-webhook_json_path(json_t *obj, const char *a, const char *b, const char *c)
+static const struct jdoc_value *
+webhook_json_path(
+    const struct jdoc_value *obj, const char *a, const char *b, const char *c)
 {
 	const char *keys[3] = { a, b, c };
 	size_t i;
 
-	for (i = 0; i < 3 && keys[i] != NULL; i++) {
-		if (!json_is_object(obj))
-			return NULL;
-		obj = json_object_get(obj, keys[i]);
-	}
+	for (i = 0; i < 3 && keys[i] != NULL; i++)
+		obj = jdoc_get(obj, keys[i]);
 	return obj;
 }
 
@@ -437,25 +398,24 @@ webhook_code_text(const char *s, size_t len)
  * digits count; anything else, or a value outside 0..999, is 0.
  */
 static int
-webhook_json_code(const json_t *v)
+webhook_json_code(const struct jdoc_value *v)
 {
-	json_int_t i;
+	long long i;
 	double d;
 
-	if (json_is_integer(v)) {
-		i = json_integer_value(v);
+	if (jdoc_is_integer(v)) {
+		i = jdoc_integer(v);
 		return (i >= 0 && i <= WEBHOOK_CODE_MAX) ? (int)i : 0;
 	}
-	if (json_is_real(v)) {
-		d = json_real_value(v);
+	if (jdoc_is_real(v)) {
+		d = jdoc_real(v);
 		if (isfinite(d) && d >= 0 && d <= WEBHOOK_CODE_MAX &&
 		    d == floor(d))
 			return (int)d;
 		return 0;
 	}
-	if (json_is_string(v))
-		return webhook_code_text(
-		    json_string_value(v), json_string_length(v));
+	if (jdoc_is_string(v))
+		return webhook_code_text(jdoc_string(v), jdoc_string_len(v));
 	return 0;
 }
 
@@ -466,7 +426,7 @@ webhook_json_code(const json_t *v)
  * 5000, gives 0.
  */
 static int64_t
-webhook_json_ms(const json_t *v)
+webhook_json_ms(const struct jdoc_value *v)
 {
 	const double max_s = 95617584000.0; /* 5000-01-01 */
 	char buf[64];
@@ -474,13 +434,15 @@ webhook_json_ms(const json_t *v)
 	size_t len;
 	double d;
 
-	if (json_is_number(v)) {
-		d = json_number_value(v);
-	} else if (json_is_string(v)) {
-		len = json_string_length(v);
+	if (jdoc_is_integer(v)) {
+		d = (double)jdoc_integer(v);
+	} else if (jdoc_is_real(v)) {
+		d = jdoc_real(v);
+	} else if (jdoc_is_string(v)) {
+		len = jdoc_string_len(v);
 		if (len == 0 || len >= sizeof(buf))
 			return 0;
-		memcpy(buf, json_string_value(v), len + 1);
+		memcpy(buf, jdoc_string(v), len + 1);
 		errno = 0;
 		d = strtod(buf, &end);
 		if (errno != 0 || end != buf + len)
@@ -518,22 +480,22 @@ webhook_id_value(const char *s)
  * Mailgun returns v: values) or an integer.  Other types are ignored.
  */
 static int
-webhook_set_redrive_id(const json_t *v, struct webhook_event *ev)
+webhook_set_redrive_id(const struct jdoc_value *v, struct webhook_event *ev)
 {
 	char buf[32];
-	json_int_t i;
+	long long i;
 	int rc;
 
-	if (json_is_integer(v)) {
-		i = json_integer_value(v);
-		(void)snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, i);
+	if (jdoc_is_integer(v)) {
+		i = jdoc_integer(v);
+		(void)snprintf(buf, sizeof(buf), "%lld", i);
 		rc =
 		    webhook_text(buf, strlen(buf), false, &ev->redrive_id_text);
 		if (rc == 0 && i > 0)
 			ev->redrive_id = (int64_t)i;
 		return rc;
 	}
-	if (!json_is_string(v))
+	if (!jdoc_is_string(v))
 		return 0;
 	rc = webhook_json_text(v, false, &ev->redrive_id_text);
 	if (rc == 0 && ev->redrive_id_text != NULL)
@@ -547,47 +509,37 @@ webhook_set_redrive_id(const json_t *v, struct webhook_event *ev)
  * "Could not load user-variables ...", which carries no id.
  */
 static int
-webhook_user_variables(json_t *uv, struct webhook_event *ev)
+webhook_user_variables(const struct jdoc_value *uv, struct webhook_event *ev)
 {
-	const char *key;
-	json_t *v, *child;
+	const struct jdoc_value *v;
+	size_t i, n = jdoc_object_size(uv);
 
-	if (!json_is_object(uv))
-		return 0;
-	v = json_object_get(uv, "redrive-id");
-	if (v == NULL) {
-		json_object_foreach(uv, key, child)
-		{
-			(void)key;
-			if (!json_is_object(child))
-				continue;
-			v = json_object_get(child, "redrive-id");
-			if (v != NULL)
-				break;
-		}
-	}
+	v = jdoc_get(uv, "redrive-id");
+	for (i = 0; v == NULL && i < n; i++)
+		v = jdoc_get(&jdoc_object_member(uv, i)->value, "redrive-id");
 	return v != NULL ? webhook_set_redrive_id(v, ev) : 0;
 }
 
 /* The first of a, b, c that is a non-empty string, or NULL. */
-static const json_t *
-webhook_first_text(const json_t *a, const json_t *b, const json_t *c)
+static const struct jdoc_value *
+webhook_first_text(const struct jdoc_value *a, const struct jdoc_value *b,
+    const struct jdoc_value *c)
 {
-	if (json_is_string(a) && json_string_length(a) > 0)
+	if (jdoc_string_len(a) > 0)
 		return a;
-	if (json_is_string(b) && json_string_length(b) > 0)
+	if (jdoc_string_len(b) > 0)
 		return b;
-	if (json_is_string(c) && json_string_length(c) > 0)
+	if (jdoc_string_len(c) > 0)
 		return c;
 	return NULL;
 }
 
 /* An enhanced code taken from v when it is a string that looks like one. */
 static int
-webhook_enhanced_from(const json_t *v, char **out)
+webhook_enhanced_from(const struct jdoc_value *v, char **out)
 {
 	*out = NULL;
-	if (!json_is_string(v) || !webhook_is_enhanced(json_string_value(v)))
+	if (!jdoc_is_string(v) || !webhook_is_enhanced(jdoc_string(v)))
 		return 0;
 	return webhook_json_text(v, false, out);
 }
@@ -599,276 +551,60 @@ webhook_enhanced_from(const json_t *v, char **out)
  * (message, else description, else a rejected event's reject.reason).
  */
 static int
-webhook_delivery_status(json_t *data, struct webhook_event *ev)
+webhook_delivery_status(const struct jdoc_value *data, struct webhook_event *ev)
 {
-	json_t *ds = json_object_get(data, "delivery-status");
-	const json_t *code, *text;
+	const struct jdoc_value *ds = jdoc_get(data, "delivery-status");
+	const struct jdoc_value *code, *text;
 	int rc;
 
-	if (!json_is_object(ds))
-		ds = NULL;
-	code = json_object_get(ds, "code");
+	code = jdoc_get(ds, "code");
 	ev->code = webhook_json_code(code);
 	rc = webhook_json_text(
-	    json_object_get(ds, "enhanced-code"), false, &ev->enhanced_code);
+	    jdoc_get(ds, "enhanced-code"), false, &ev->enhanced_code);
 	if (rc == 0 && ev->enhanced_code == NULL)
 		rc = webhook_enhanced_from(
-		    json_object_get(ds, "bounce-code"), &ev->enhanced_code);
+		    jdoc_get(ds, "bounce-code"), &ev->enhanced_code);
 	if (rc == 0 && ev->enhanced_code == NULL)
 		rc = webhook_enhanced_from(code, &ev->enhanced_code);
 	if (rc != 0)
 		return rc;
-	text = webhook_first_text(json_object_get(ds, "message"),
-	    json_object_get(ds, "description"),
+	text = webhook_first_text(jdoc_get(ds, "message"),
+	    jdoc_get(ds, "description"),
 	    webhook_json_path(data, "reject", "reason", NULL));
 	return webhook_json_text(text, true, &ev->status_message);
 }
 
 /* The message id at message.headers.message-id, bare; null is absent. */
 static int
-webhook_json_message_id(json_t *data, struct webhook_event *ev)
+webhook_json_message_id(const struct jdoc_value *data, struct webhook_event *ev)
 {
-	const json_t *v;
+	const struct jdoc_value *v;
 
 	v = webhook_json_path(data, "message", "headers", "message-id");
-	if (!json_is_string(v))
+	if (!jdoc_is_string(v))
 		return 0;
 	return webhook_bare_id(
-	    json_string_value(v), json_string_length(v), &ev->message_id);
+	    jdoc_string(v), jdoc_string_len(v), &ev->message_id);
 }
 
 /*
- * The canonical text of the event data, the input of its digest: exactly
+ * The digest of the event data: SHA-256 of its canonical text, which is
  * what jansson's json_dumps(data, JSON_SORT_KEYS | JSON_COMPACT) writes
- * (keys sorted bytewise, shorter first on a tie; no white space; strings
- * escaped as jansson escapes them), so that the same event sent twice,
- * whatever the order of its keys or its white space, has the same digest,
- * and digests recorded by earlier builds stay valid.  Written here rather
- * than by json_dumps because json_dumps was a fifth of the tracker's time
- * under load (an allocation per piece, qsort, printf for every number);
- * tests/unit/test_webhook.c checks the two agree byte for byte.
+ * (jdoc_canon), so that the same event sent twice, whatever the order of
+ * its keys or its white space, has the same digest, and digests recorded
+ * by earlier builds stay valid.
  */
-struct webhook_canon {
-	char *p;
-	size_t len, cap;
-	bool heap; /* p is malloc'ed (else the caller's buffer) */
-	bool fail;
-};
-
-/* Appends n bytes; on failure marks c failed and drops the rest. */
-static void
-webhook_canon_put(struct webhook_canon *c, const char *s, size_t n)
-{
-	size_t cap;
-	char *np;
-
-	if (c->fail)
-		return;
-	if (n > c->cap - c->len) {
-		cap = c->cap;
-		while (n > cap - c->len) {
-			if (cap > SIZE_MAX / 2) {
-				c->fail = true;
-				return;
-			}
-			cap *= 2;
-		}
-		np = c->heap ? realloc(c->p, cap) : malloc(cap);
-		if (np == NULL) {
-			c->fail = true;
-			return;
-		}
-		if (!c->heap)
-			memcpy(np, c->p, c->len);
-		c->p = np;
-		c->cap = cap;
-		c->heap = true;
-	}
-	memcpy(c->p + c->len, s, n);
-	c->len += n;
-}
-
-/*
- * A string as jansson's dump_string writes it without JSON_ENSURE_ASCII
- * or JSON_ESCAPE_SLASH.  Strings jansson decoded are valid UTF-8, whose
- * multi-byte sequences never hold a byte below 0x80: bytewise is exact.
- */
-static void
-webhook_canon_string(struct webhook_canon *c, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t i, run = 0;
-	unsigned char ch;
-	char esc[6];
-
-	webhook_canon_put(c, "\"", 1);
-	for (i = 0; i < n; i++) {
-		ch = (unsigned char)s[i];
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
-			continue;
-		webhook_canon_put(c, s + run, i - run);
-		run = i + 1;
-		esc[0] = '\\';
-		switch (ch) {
-		case '"':
-		case '\\':
-			esc[1] = (char)ch;
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		default:
-			esc[1] = 'u';
-			esc[2] = '0';
-			esc[3] = '0';
-			esc[4] = hex[ch >> 4];
-			esc[5] = hex[ch & 0xf];
-			webhook_canon_put(c, esc, 6);
-			continue;
-		}
-		webhook_canon_put(c, esc, 2);
-	}
-	webhook_canon_put(c, s + run, n - run);
-	webhook_canon_put(c, "\"", 1);
-}
-
-/* An object key and its length, for sorting. */
-struct webhook_canon_key {
-	const char *key;
-	size_t len;
-	json_t *value;
-};
-
-/* jansson's compare_keys: bytewise, the shorter first on a common prefix. */
 static int
-webhook_canon_cmp(const void *a, const void *b)
-{
-	const struct webhook_canon_key *x = a, *y = b;
-	int r = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
-
-	if (r != 0)
-		return r;
-	return x->len < y->len ? -1 : x->len > y->len;
-}
-
-static void webhook_canon_value(struct webhook_canon *c, const json_t *v);
-
-/* An object, its keys sorted. */
-static void
-webhook_canon_object(struct webhook_canon *c, const json_t *o)
-{
-	struct webhook_canon_key small[16], *keys = small;
-	size_t n = json_object_size(o), i = 0;
-	void *it;
-
-	if (n > sizeof(small) / sizeof(small[0])) {
-		keys = calloc(n, sizeof(*keys));
-		if (keys == NULL) {
-			c->fail = true;
-			return;
-		}
-	}
-	for (it = json_object_iter((json_t *)o); it != NULL && i < n;
-	     it = json_object_iter_next((json_t *)o, it), i++) {
-		keys[i].key = json_object_iter_key(it);
-		keys[i].len = json_object_iter_key_len(it);
-		keys[i].value = json_object_iter_value(it);
-	}
-	if (i > 1)
-		qsort(keys, i, sizeof(*keys), webhook_canon_cmp);
-	webhook_canon_put(c, "{", 1);
-	for (n = i, i = 0; i < n && !c->fail; i++) {
-		if (i > 0)
-			webhook_canon_put(c, ",", 1);
-		webhook_canon_string(c, keys[i].key, keys[i].len);
-		webhook_canon_put(c, ":", 1);
-		webhook_canon_value(c, keys[i].value);
-	}
-	webhook_canon_put(c, "}", 1);
-	if (keys != small)
-		free(keys);
-}
-
-/* Any value.  Reals are written by jansson itself (its own formatting). */
-static void
-webhook_canon_value(struct webhook_canon *c, const json_t *v)
-{
-	char num[64];
-	size_t i, n;
-	int len;
-
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		webhook_canon_object(c, v);
-		break;
-	case JSON_ARRAY:
-		webhook_canon_put(c, "[", 1);
-		n = json_array_size(v);
-		for (i = 0; i < n && !c->fail; i++) {
-			if (i > 0)
-				webhook_canon_put(c, ",", 1);
-			webhook_canon_value(c, json_array_get(v, i));
-		}
-		webhook_canon_put(c, "]", 1);
-		break;
-	case JSON_STRING:
-		webhook_canon_string(
-		    c, json_string_value(v), json_string_length(v));
-		break;
-	case JSON_INTEGER:
-		len = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-		    json_integer_value(v));
-		if (len < 0 || (size_t)len >= sizeof(num))
-			c->fail = true;
-		else
-			webhook_canon_put(c, num, (size_t)len);
-		break;
-	case JSON_REAL:
-		n = json_dumpb(v, num, sizeof(num), JSON_ENCODE_ANY);
-		if (n == 0 || n > sizeof(num))
-			c->fail = true;
-		else
-			webhook_canon_put(c, num, n);
-		break;
-	case JSON_TRUE:
-		webhook_canon_put(c, "true", 4);
-		break;
-	case JSON_FALSE:
-		webhook_canon_put(c, "false", 5);
-		break;
-	case JSON_NULL:
-		webhook_canon_put(c, "null", 4);
-		break;
-	default:
-		c->fail = true;
-		break;
-	}
-}
-
-/* The digest of the event data: SHA-256 of its canonical text. */
-static int
-webhook_json_digest(const json_t *data, struct webhook_event *ev)
+webhook_json_digest(const struct jdoc_value *data, struct webhook_event *ev)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	char stack[4096];
-	struct webhook_canon c = { stack, 0, sizeof(stack), false, false };
+	struct jdoc_out c;
 	int rc = 0;
 
-	webhook_canon_value(&c, data);
-	if (c.fail ||
+	jdoc_out_init(&c, stack, sizeof(stack));
+	if (jdoc_canon(&c, data) != 0 ||
 	    EVP_Digest(c.p, c.len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
 	    mdlen != 32) {
 		rc = -ENOMEM;
@@ -876,14 +612,13 @@ webhook_json_digest(const json_t *data, struct webhook_event *ev)
 	}
 	webhook_hex(md, mdlen, ev->digest);
 out:
-	if (c.heap)
-		free(c.p);
+	jdoc_out_free(&c);
 	return rc;
 }
 
 /* Fills ev from a JSON event-data object.  Returns 0 or -ENOMEM. */
 static int
-webhook_from_json(json_t *data, struct webhook_event *ev)
+webhook_from_json(const struct jdoc_value *data, struct webhook_event *ev)
 {
 	const struct {
 		const char *key;
@@ -900,12 +635,12 @@ webhook_from_json(json_t *data, struct webhook_event *ev)
 
 	for (i = 0; i < sizeof(strs) / sizeof(strs[0]) && rc == 0; i++)
 		rc = webhook_json_text(
-		    json_object_get(data, strs[i].key), false, strs[i].dst);
+		    jdoc_get(data, strs[i].key), false, strs[i].dst);
 	if (rc == 0)
 		rc = webhook_json_message_id(data, ev);
 	if (rc == 0)
 		rc = webhook_user_variables(
-		    json_object_get(data, "user-variables"), ev);
+		    jdoc_get(data, "user-variables"), ev);
 	if (rc == 0)
 		rc = webhook_delivery_status(data, ev);
 	if (rc == 0)
@@ -914,8 +649,8 @@ webhook_from_json(json_t *data, struct webhook_event *ev)
 		    &ev->storage_url);
 	if (rc == 0)
 		rc = webhook_json_digest(data, ev);
-	ev->at = webhook_json_ms(json_object_get(data, "timestamp"));
-	ev->delayed_bounce = json_is_true(
+	ev->at = webhook_json_ms(jdoc_get(data, "timestamp"));
+	ev->delayed_bounce = jdoc_is_true(
 	    webhook_json_path(data, "flags", "is-delayed-bounce", NULL));
 	return rc;
 }
@@ -929,19 +664,18 @@ int
 webhook_event_from_data(
     const char *json, size_t len, const char *token, struct webhook_event *ev)
 {
-	json_error_t jerr;
-	json_t *data;
+	const struct jdoc_value *data;
+	struct jdoc *doc = NULL;
 	int rc;
 
 	memset(ev, 0, sizeof(*ev));
 	if (token == NULL || token[0] == '\0')
 		return -EINVAL;
-	data = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (data == NULL)
-		return json_error_code(&jerr) == json_error_out_of_memory
-		    ? -ENOMEM
-		    : -EINVAL;
-	if (!json_is_object(data)) {
+	rc = jdoc_parse(json, len, &doc);
+	if (rc != 0)
+		return rc;
+	data = jdoc_root(doc);
+	if (!jdoc_is_object(data)) {
 		rc = -EINVAL;
 		goto out;
 	}
@@ -951,7 +685,7 @@ webhook_event_from_data(
 	if (rc != 0)
 		webhook_event_clear(ev);
 out:
-	json_decref(data);
+	jdoc_free(doc);
 	return rc;
 }
 
@@ -962,33 +696,29 @@ out:
  * when it is missing or malformed.
  */
 static bool
-webhook_json_sig(json_t *obj, struct webhook_sig *sig)
+webhook_json_sig(const struct jdoc_value *obj, struct webhook_sig *sig)
 {
-	const json_t *ts, *tok, *s, *ps;
+	const struct jdoc_value *ts, *tok;
 	char buf[32];
 
-	if (!json_is_object(obj))
+	if (!jdoc_is_object(obj))
 		return false;
-	ts = json_object_get(obj, "timestamp");
-	tok = json_object_get(obj, "token");
-	s = json_object_get(obj, "signature");
-	ps = json_object_get(obj, "parent-signature");
-	if (json_is_integer(ts)) {
-		(void)snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
-		    json_integer_value(ts));
+	ts = jdoc_get(obj, "timestamp");
+	tok = jdoc_get(obj, "token");
+	if (jdoc_is_integer(ts)) {
+		(void)snprintf(buf, sizeof(buf), "%lld", jdoc_integer(ts));
 		if (!webhook_sig_set_timestamp(sig, buf, strlen(buf)))
 			return false;
-	} else if (!json_is_string(ts) ||
+	} else if (!jdoc_is_string(ts) ||
 	    !webhook_sig_set_timestamp(
-		sig, json_string_value(ts), json_string_length(ts))) {
+		sig, jdoc_string(ts), jdoc_string_len(ts))) {
 		return false;
 	}
-	if (!json_is_string(tok) ||
-	    !webhook_sig_set_token(
-		sig, json_string_value(tok), json_string_length(tok)))
+	if (!jdoc_is_string(tok) ||
+	    !webhook_sig_set_token(sig, jdoc_string(tok), jdoc_string_len(tok)))
 		return false;
-	sig->sig = json_is_string(s) ? json_string_value(s) : NULL;
-	sig->parent_sig = json_is_string(ps) ? json_string_value(ps) : NULL;
+	sig->sig = jdoc_string(jdoc_get(obj, "signature"));
+	sig->parent_sig = jdoc_string(jdoc_get(obj, "parent-signature"));
 	return sig->sig != NULL || sig->parent_sig != NULL;
 }
 
@@ -1002,28 +732,28 @@ webhook_parse_json(const char *body, size_t len, const char *const *keys,
 {
 	struct webhook_sig sig;
 	enum webhook_result res;
-	json_error_t jerr;
-	json_t *root, *data;
+	const struct jdoc_value *root, *data;
+	struct jdoc *doc = NULL;
+	int rc;
 
 	memset(&sig, 0, sizeof(sig));
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL)
-		return json_error_code(&jerr) == json_error_out_of_memory
-		    ? WEBHOOK_NOMEM
-		    : WEBHOOK_MALFORMED;
-	if (!json_is_object(root)) {
+	rc = jdoc_parse(body, len, &doc);
+	if (rc != 0)
+		return rc == -ENOMEM ? WEBHOOK_NOMEM : WEBHOOK_MALFORMED;
+	root = jdoc_root(doc);
+	if (!jdoc_is_object(root)) {
 		res = WEBHOOK_MALFORMED;
 		goto out;
 	}
-	if (!webhook_json_sig(json_object_get(root, "signature"), &sig)) {
+	if (!webhook_json_sig(jdoc_get(root, "signature"), &sig)) {
 		res = WEBHOOK_BAD_SIGNATURE;
 		goto out;
 	}
 	res = webhook_sig_check(&sig, keys, nkeys, window_ms, now_ms);
 	if (res != WEBHOOK_OK)
 		goto out;
-	data = json_object_get(root, "event-data");
-	if (!json_is_object(data)) {
+	data = jdoc_get(root, "event-data");
+	if (!jdoc_is_object(data)) {
 		res = WEBHOOK_MALFORMED;
 		goto out;
 	}
@@ -1032,7 +762,7 @@ webhook_parse_json(const char *body, size_t len, const char *const *keys,
 	    webhook_from_json(data, ev) != 0)
 		res = WEBHOOK_NOMEM;
 out:
-	json_decref(root);
+	jdoc_free(doc);
 	return res;
 }
 

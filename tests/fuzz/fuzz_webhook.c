@@ -21,8 +21,8 @@
  * - webhook_event_from_data() returns 0, -EINVAL or -ENOMEM, zeroes the
  *   event on error, and on success copies the token given;
  * - its digest is the SHA-256 of jansson's json_dumps(JSON_SORT_KEYS |
- *   JSON_COMPACT) of the same data, which webhook.c writes by itself
- *   (the digests of earlier builds must stay valid).
+ *   JSON_COMPACT) of the same data, which webhook.c has core/jdoc.c
+ *   parse and write (the digests of earlier builds must stay valid).
  */
 /* The assertions are the point: never compiled out. */
 #undef NDEBUG

@@ -1742,7 +1742,7 @@ test_from_data(void **state)
 }
 
 /*
- * The digest's canonical text is written by webhook.c itself; it must be
+ * The digest's canonical text is written by core/jdoc.c; it must be
  * exactly jansson's json_dumps(JSON_SORT_KEYS | JSON_COMPACT), so that the
  * digests of earlier builds stay valid.  Checked here on the event data of
  * every JSON fixture and on values chosen to hit each rule: escapes,
