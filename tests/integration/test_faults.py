@@ -19,15 +19,12 @@ message, and every copy beyond the first is explained (the duplicate rules
 are above each test).  Each test prints a `FAULTS-SUMMARY` line that
 scripts/soak.sh collects.  docs/soak.md describes all of it."""
 
-import errno
 from collections import Counter
 import os
 import random
 import re
 import smtplib
 import sqlite3
-import subprocess
-import tempfile
 import threading
 import time
 
@@ -35,6 +32,7 @@ import pytest
 
 from mailgun_fixtures import SCALE, mailgun_config, mailgun_sim  # noqa: F401
 from smtputil import split_received
+from tmpfs import fill, small_tmpfs
 
 QUEUED_TEXT = re.compile(rb"^2\.0\.0 Ok: queued as ([0-9]+)$")
 RCPT_RE = re.compile(r"^r([0-9]+)\.([a-z0-9]+)@dest\.example$")
@@ -548,31 +546,6 @@ def test_mailgun_faults_under_load(daemon, mailgun_sim, mailgun_config):
 
 # ---- 3. a full disk -------------------------------------------------------------
 
-def is_root():
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def fill(path):
-    """Writes path until the file system is full; returns bytes written."""
-    n = 0
-    chunk = b"\0" * 65536
-    with open(path, "wb", buffering=0) as f:
-        while True:
-            try:
-                n += f.write(chunk)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                break
-        try:
-            while True:  # the last bytes, a page at a time
-                n += f.write(chunk[:512])
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
-    return n
-
-
 def send_one(d, tag, i, rng, data_size):
     """One message through its own connection: (code, text, data)."""
     data = make_message(tag, i, rng, data_size)
@@ -601,16 +574,13 @@ def test_disk_full(daemon, mailgun_sim, mailgun_config):
     acknowledged messages are intact and end `sent`, and no message
     reached Mailgun twice (a record that failed is retried, not the
     send)."""
-    if not is_root():
-        pytest.skip("needs root to mount a tmpfs for the store")
+    with small_tmpfs("8m") as mnt:
+        disk_full_run(daemon, mailgun_sim, mailgun_config, mnt)
+
+
+def disk_full_run(daemon, mailgun_sim, mailgun_config, mnt):
+    """test_disk_full on the mounted tmpfs mnt."""
     rng = make_rng("diskfull")
-    mnt = tempfile.mkdtemp(prefix="redrive-full-")
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700",
-                        "redrive-test", mnt], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT)
-    if p.returncode != 0:
-        os.rmdir(mnt)
-        pytest.skip("cannot mount a tmpfs: %s" % p.stdout.decode().strip())
     over = mailgun_config(retry_min="50ms", retry_max="500ms")
     over["store"] = {"path": os.path.join(mnt, "redrive.db")}
     d = daemon(over, allow_errors=True, start=False)
@@ -688,11 +658,6 @@ def test_disk_full(daemon, mailgun_sim, mailgun_config):
     finally:
         if d.proc is not None:
             d.kill()
-        subprocess.run(["umount", mnt], check=False)
-        try:
-            os.rmdir(mnt)
-        except OSError:
-            pass
 
 
 # ---- 4. the store locked while a Mailgun answer must be recorded -------------

@@ -16,7 +16,9 @@ Webhook answers are checked with hand-made requests signed with
 hmac/sha256 (timestamp || token) against the tracker on its own port."""
 
 import json
+import os
 import re
+import sqlite3
 import time
 
 import pytest
@@ -25,6 +27,7 @@ from mailgun_fixtures import DOMAIN, SCALE
 from tracker_fixtures import (BACKOFF_MS, FACTOR, HOOK_PATH, SIGNING_KEY,
                               TICK, event_data, hook_body, new_token, sign,
                               tracker, tracker_sim, wait_until)  # noqa: F401
+from tmpfs import fill, small_tmpfs
 
 BACKOFF = BACKOFF_MS / 1000.0
 # A re-drive is not due before failure + backoff; the daemon stores ms and
@@ -463,6 +466,82 @@ def test_webhook_token_remembered_across_restart(tracker):
     assert status == 200, text
     assert snapshot(t, mid) == before
     assert t.rcpt(mid, addr)["status"] == "delivered"
+
+
+def test_webhook_disk_full(tracker):
+    """The store on a small tmpfs that a filler file has filled: webhooks
+    are answered 503 once a commit fails for want of space, the daemon
+    keeps running and the store stays sound.  The token of a webhook whose
+    commit failed is not remembered: with the space back, Mailgun's retry
+    of the very same body is recorded (200 recorded, its event stored
+    once), and only a second retry is a duplicate."""
+    with small_tmpfs("8m") as mnt:
+        db = os.path.join(mnt, "redrive.db")
+        t = tracker(store={"path": db}, allow_errors=True)
+        try:
+            addr = "ok@example.net"
+            mid, mgid = delivered_message(t, addr)
+            filler = os.path.join(mnt, "filler")
+            print("filler: %d bytes" % fill(filler))
+
+            def opened():
+                ev = event_data("opened", addr, redrive_id=mid,
+                                message_id=mgid)
+                return ev, hook_body(ev)
+
+            recorded, refused = [], None
+            for _ in range(2000):
+                ev, body = opened()
+                status, text = t.post_hook(body)
+                if status == 503:
+                    refused = (ev, body)
+                    break
+                assert status == 200 and text.startswith(b"recorded"), \
+                    (status, text)
+                recorded.append(ev["id"])
+            assert refused is not None, "2000 webhooks stored on a full disk?"
+            print("recorded before the first 503: %d" % len(recorded))
+            assert t.d.proc.poll() is None, t.d.log()[-3000:]
+            failed = t.log_lines('msg="store commit failed"')
+            assert failed and any("full" in ln or "errno=28" in ln
+                                  for ln in failed), failed[:5]
+            # Still full: the same body is refused again, not taken as seen.
+            status, text = t.post_hook(refused[1])
+            assert status == 503, (status, text)
+
+            os.unlink(filler)
+            status, text = t.post_hook(refused[1])
+            assert status == 200 and text.startswith(b"recorded"), \
+                (status, text)
+            status, text = t.post_hook(refused[1])
+            assert status == 200 and text.startswith(b"duplicate"), \
+                (status, text)
+
+            con = sqlite3.connect(db, timeout=30)
+            try:
+                assert [r[0] for r in con.execute("PRAGMA integrity_check")] \
+                    == ["ok"]
+                ids = [r[0] for r in con.execute(
+                    "SELECT event_id FROM events WHERE message_id = ? AND"
+                    " event = 'opened' ORDER BY id", (mid,))]
+                tok = json.loads(refused[1])["signature"]["token"]
+                ntok = con.execute("SELECT count(*) FROM webhook_tokens"
+                                   " WHERE token = ?", (tok,)).fetchone()[0]
+            finally:
+                con.close()
+            assert ids == recorded + [refused[0]["id"]], \
+                (len(ids), len(recorded))
+            assert ntok == 1
+            assert t.rcpt(mid, addr)["status"] == "delivered"
+            bad = [ln for ln in t.d.all_logs().splitlines()
+                   if "level=error" in ln and
+                   'msg="store commit failed"' not in ln and
+                   'msg="store: recording a webhook event failed"' not in ln]
+            assert not bad, "\n".join(bad)
+            t.d.stop()
+        finally:
+            if t.d.proc is not None and t.d.proc.poll() is None:
+                t.d.kill()  # before the unmount
 
 
 def test_webhook_unknown_malformed_and_http(tracker):

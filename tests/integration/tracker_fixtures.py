@@ -255,7 +255,8 @@ class Tracker:
         return [h for h in self.sim.webhooks() if h["message-id"] == mgid]
 
 
-def tracker_overrides(sim, port, retry=None, tracker=None, mailgun=None):
+def tracker_overrides(sim, port, retry=None, tracker=None, mailgun=None,
+                      store=None):
     mg = dict(mailgun or {})
     if SCALE > 1:
         # Under valgrind a request answered late on purpose ("slow:1")
@@ -276,6 +277,8 @@ def tracker_overrides(sim, port, retry=None, tracker=None, mailgun=None):
         "max_attempts": "5",
     }
     over["retry"].update(retry or {})
+    if store is not None:
+        over["store"] = dict(store)
     return over
 
 
@@ -295,11 +298,13 @@ def tracker_sim():
 @pytest.fixture
 def tracker(daemon, tracker_sim):
     """Factory: tracker(retry={..}, tracker={..}, mailgun={..},
-    allow_errors=False) -> Tracker, with the daemon running."""
-    def make(retry=None, tracker=None, mailgun=None, allow_errors=False):
+    store={..}, allow_errors=False) -> Tracker, with the daemon running."""
+    def make(retry=None, tracker=None, mailgun=None, store=None,
+             allow_errors=False):
         port = free_port()
         d = daemon(tracker_overrides(tracker_sim, port, retry, tracker,
-                                     mailgun), allow_errors=allow_errors)
+                                     mailgun, store),
+                   allow_errors=allow_errors)
         t = Tracker(d, tracker_sim, port)
         t.wait_healthy()
         tracker_sim.set_webhook_url(t.hook_url)
