@@ -218,6 +218,7 @@ metrics_render(struct metrics_buf *b, const struct metrics_registry *reg,
 	struct reconcile_stats cs;
 	struct metrics_alert_stats as;
 	struct metrics_histogram mh;
+	struct store_stats st;
 	void *arg = reg != NULL ? reg->arg : NULL;
 
 	memset(&ss, 0, sizeof(ss));
@@ -226,6 +227,7 @@ metrics_render(struct metrics_buf *b, const struct metrics_registry *reg,
 	memset(&cs, 0, sizeof(cs));
 	memset(&as, 0, sizeof(as));
 	memset(&mh, 0, sizeof(mh));
+	memset(&st, 0, sizeof(st));
 	if (reg != NULL) {
 		if (reg->smtp == NULL || !reg->smtp(arg, &ss))
 			memset(&ss, 0, sizeof(ss));
@@ -240,6 +242,8 @@ metrics_render(struct metrics_buf *b, const struct metrics_registry *reg,
 		if (reg->mailgun_seconds == NULL ||
 		    !reg->mailgun_seconds(arg, &mh))
 			memset(&mh, 0, sizeof(mh));
+		if (reg->store == NULL || !reg->store(arg, &st))
+			memset(&st, 0, sizeof(st));
 	}
 
 	metrics_one(b, "redrive_messages_received_total", "counter",
@@ -264,6 +268,12 @@ metrics_render(struct metrics_buf *b, const struct metrics_registry *reg,
 	    "Recipients whose state an Events API lookup changed.",
 	    cs.reconciled);
 	metrics_webhooks(b, ts);
+	metrics_one(b, "redrive_webhook_tokens", "gauge",
+	    "Webhook tokens held in memory to refuse replays (read back at "
+	    "the first webhook after a start).",
+	    st.webhook_tokens);
+	metrics_one(b, "redrive_webhook_tokens_bytes", "gauge",
+	    "Memory those tokens take, bytes.", st.webhook_token_bytes);
 	metrics_one(b, "redrive_forward_queue_depth", "gauge",
 	    "Queued recipients at the forwarder's last look.", fs.queued);
 	metrics_one(b, "redrive_forward_in_flight", "gauge",

@@ -103,6 +103,9 @@ struct store {
 
 	/* Written by the loop thread, read by the store thread. */
 	atomic_int fault;
+
+	/* Written by the store thread after each batch, read by any. */
+	_Atomic uint64_t ntokens, token_bytes;
 };
 
 /* What store_submit() queues: a job that inserts one message. */
@@ -416,6 +419,9 @@ store_thread_main(void *arg)
 			txns++;
 		}
 
+		atomic_store(&st->ntokens, store_tokens_count(st->tokens));
+		atomic_store(&st->token_bytes, store_tokens_bytes(st->tokens));
+
 		pthread_mutex_lock(&st->mu);
 		if (st->done_tail != NULL)
 			st->done_tail->next = batch;
@@ -551,7 +557,11 @@ store_tokens_of(struct store *st)
 struct store_stats
 store_stats(const struct store *st)
 {
-	return st->stats;
+	struct store_stats s = st->stats;
+
+	s.webhook_tokens = atomic_load(&st->ntokens);
+	s.webhook_token_bytes = atomic_load(&st->token_bytes);
+	return s;
 }
 
 void
@@ -673,6 +683,8 @@ store_open(struct store **out, const char *path, uv_loop_t *loop, char *err,
 	}
 	st->loop = loop;
 	atomic_init(&st->fault, 0);
+	atomic_init(&st->ntokens, 0);
+	atomic_init(&st->token_bytes, 0);
 	st->tokens = store_tokens_new();
 	if (st->tokens == NULL) {
 		snprintf(err, errlen, "%s: out of memory", path);

@@ -155,6 +155,8 @@ EXPECTED = {
     "redrive_recipients_failed_total": "counter",
     "redrive_redrives_total": "counter",
     "redrive_webhook_requests_total": "counter",
+    "redrive_webhook_tokens": "gauge",
+    "redrive_webhook_tokens_bytes": "gauge",
     "redrive_forward_queue_depth": "gauge",
     "redrive_forward_in_flight": "gauge",
     "redrive_forward_paused": "gauge",
@@ -251,6 +253,9 @@ def test_metrics_move_with_traffic(tracker):
     hooks = [h for h in t.sim.webhooks() if h["state"] == "delivered"]
     assert delta("redrive_webhook_requests_total", code="200") == len(hooks)
     assert len(hooks) >= 2 * n
+    # Each of them recorded with a token of its own, now held in memory.
+    assert delta("redrive_webhook_tokens") == len(hooks)
+    assert value(after, "redrive_webhook_tokens_bytes") > 0
     assert value(after, "redrive_forward_queue_depth") == 0
     assert value(after, "redrive_forward_in_flight") == 0
     assert value(after, "redrive_forward_paused") == 0
