@@ -33,9 +33,9 @@ struct store;
 
 /* Counters for tests and /metrics; read on the loop thread. */
 struct store_stats {
-	uint64_t requests;     /* requests completed */
-	uint64_t transactions; /* transactions committed (or failed) */
-	uint64_t failures;     /* requests completed with an error */
+	uint64_t requests;	      /* requests completed */
+	uint64_t transactions;	      /* transactions committed (or failed) */
+	uint64_t failures;	      /* requests completed with an error */
 	uint64_t webhook_tokens;      /* tokens held to refuse replays */
 	uint64_t webhook_token_bytes; /* the memory they take */
 };
