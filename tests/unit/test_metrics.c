@@ -224,6 +224,8 @@ static const char *const test_families[][2] = {
 	{ "redrive_redrives_total", "counter" },
 	{ "redrive_reconciled_total", "counter" },
 	{ "redrive_webhook_requests_total", "counter" },
+	{ "redrive_webhook_tokens", "gauge" },
+	{ "redrive_webhook_tokens_bytes", "gauge" },
 	{ "redrive_forward_queue_depth", "gauge" },
 	{ "redrive_forward_in_flight", "gauge" },
 	{ "redrive_forward_paused", "gauge" },
@@ -334,7 +336,20 @@ test_off_store(void *arg, struct store_stats *out)
 {
 	(void)arg;
 	out->requests = 999;
+	out->webhook_tokens = 999;
+	out->webhook_token_bytes = 999;
 	return false;
+}
+
+/* The store of a daemon that holds webhook tokens. */
+static bool
+test_store(void *arg, struct store_stats *out)
+{
+	(void)arg;
+	memset(out, 0, sizeof(*out));
+	out->webhook_tokens = 12;
+	out->webhook_token_bytes = 768;
+	return true;
 }
 
 static void
@@ -403,6 +418,17 @@ test_metrics_render_values(void **state)
 	    test_value(b.data, "redrive_smtp_transaction_seconds_count") == 2);
 	assert_true(
 	    test_value(b.data, "redrive_mailgun_request_seconds_count") == 0);
+	assert_true(test_value(b.data, "redrive_webhook_tokens") == 0);
+	assert_true(test_value(b.data, "redrive_webhook_tokens_bytes") == 0);
+	free(b.data);
+
+	/* With the store on, its token gauges. */
+	memset(&b, 0, sizeof(b));
+	reg.store = test_store;
+	assert_int_equal(metrics_render(&b, &reg, &ts), 0);
+	test_render_families(b.data);
+	assert_true(test_value(b.data, "redrive_webhook_tokens") == 12);
+	assert_true(test_value(b.data, "redrive_webhook_tokens_bytes") == 768);
 	free(b.data);
 }
 
