@@ -340,7 +340,8 @@ jdoc_string_at(struct jdoc_parser *ps, const char **s, uint32_t *len)
  * A number at ps->p, by jansson's lexer: -?(0|[1-9][0-9]*)(\.[0-9]+)?
  * ([eE][+-]?[0-9]+)?; an integer when it has neither fraction nor
  * exponent, converted by strtoll (out of range fails), else by strtod
- * (overflow fails, underflow does not).
+ * (overflow fails, underflow does not).  strtod reads '.' as the decimal
+ * point in the C locale, which the daemon never leaves (no setlocale).
  */
 static bool
 jdoc_number_at(struct jdoc_parser *ps, struct jdoc_value *out)
