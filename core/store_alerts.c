@@ -519,6 +519,8 @@ store_alerts_due_run(sqlite3 *db, struct store_job *job)
 	int64_t v;
 	int rc;
 
+	/* An earlier run of this job (core/store.c) may have filled one. */
+	store_alert_batch_free(j->batch);
 	b = j->batch = calloc(1, sizeof(*b));
 	if (b != NULL)
 		b->items = calloc(j->max, sizeof(*b->items));

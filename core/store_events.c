@@ -591,10 +591,13 @@ struct store_events_state {
 	const char *last_error;	 /* NULL: kept */
 };
 
-/* Writes the recipient's new state, timed by the event.  SQLite code. */
+/*
+ * Writes the recipient's new state, timed by the event, and puts the new
+ * status in the result.  SQLite code.
+ */
 static int
-store_events_set_state(sqlite3 *db, const struct store_event_job *j,
-    int64_t rid, const struct store_events_state *s)
+store_events_set_state(sqlite3 *db, struct store_event_job *j, int64_t rid,
+    const struct store_events_state *s)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -617,6 +620,9 @@ store_events_set_state(sqlite3 *db, const struct store_event_job *j,
 	if (rc == SQLITE_OK)
 		rc = store_sql_exec(st);
 	store_sql_give(st);
+	if (rc == SQLITE_OK)
+		(void)snprintf(
+		    j->res.status, sizeof(j->res.status), "%s", s->status);
 	return rc;
 }
 
@@ -683,6 +689,8 @@ store_events_transition(sqlite3 *db, struct store_event_job *j,
 
 	*changed = false;
 	memset(&s, 0, sizeof(s));
+	/* The status afterwards: r's, unless set_state writes a new one. */
+	(void)snprintf(res->status, sizeof(res->status), "%s", r->status);
 	not_older = !r->has_last || j->at >= r->last_event_at;
 	newer = !r->has_last || j->at > r->last_event_at;
 
@@ -734,31 +742,6 @@ store_events_transition(sqlite3 *db, struct store_event_job *j,
 	/* The alert commits with the failure (docs/alerts.md). */
 	if (rc == SQLITE_OK && strcmp(s.status, "failed") == 0)
 		rc = store_alerts_recipient_failed(db, r->id, res->why, j->now);
-	return rc;
-}
-
-/* Reads the recipient's status after the event into the result. */
-static int
-store_events_read_status(sqlite3 *db, struct store_event_job *j, int64_t rid)
-{
-	sqlite3_stmt *st = NULL;
-	const unsigned char *s;
-	int rc;
-
-	rc = store_sql_take(
-	    db, "SELECT status FROM recipients WHERE id = ?1", &st);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 1, rid);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		s = sqlite3_column_text(st, 0);
-		(void)snprintf(j->res.status, sizeof(j->res.status), "%s",
-		    s != NULL ? (const char *)s : "");
-		rc = SQLITE_OK;
-	} else if (rc == SQLITE_DONE)
-		rc = SQLITE_OK;
-	store_sql_give(st);
 	return rc;
 }
 
@@ -918,8 +901,6 @@ store_event_run(sqlite3 *db, struct store_job *job)
 	rc = store_events_transition(db, j, &r, &changed);
 	if (rc == SQLITE_OK && changed)
 		rc = store_events_finish(db, mid, j->now);
-	if (rc == SQLITE_OK)
-		rc = store_events_read_status(db, j, r.id);
 	res->changed = changed;
 out:
 	if (rc != SQLITE_OK) {
@@ -1066,6 +1047,8 @@ store_redrive_next_run(sqlite3 *db, struct store_job *job)
 	size_t i;
 	int rc;
 
+	/* An earlier run of this job (core/store.c) may have filled one. */
+	store_redrive_batch_free(j->batch);
 	b = j->batch = calloc(1, sizeof(*j->batch));
 	if (b != NULL)
 		b->items = calloc(j->max, sizeof(*b->items));

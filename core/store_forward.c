@@ -401,6 +401,8 @@ store_forward_next_run(sqlite3 *db, struct store_job *job)
 	int64_t limit;
 	int rc;
 
+	/* An earlier run of this job (core/store.c) may have filled one. */
+	store_forward_batch_free(j->batch);
 	j->batch = calloc(1, sizeof(*j->batch));
 	if (j->batch != NULL)
 		j->batch->msgs = calloc(j->max, sizeof(*j->batch->msgs));

@@ -121,11 +121,14 @@ struct store_db {
  * the job (usually embedded in a larger struct of its own) and keeps it
  * alive until done has run; the store only links it through next.
  *
- * run executes on the store thread, inside the group transaction and
- * within its own SAVEPOINT; it returns 0 or a negative errno code, and
- * must leave every statement it used reset.  On an error its savepoint is
- * rolled back and the other jobs of the batch are unaffected.  It must not
- * COMMIT, ROLLBACK or touch loop-thread state.
+ * run executes on the store thread, inside the group transaction; it
+ * returns 0 or a negative errno code, and must leave every statement it
+ * used reset.  On an error nothing it wrote is kept and the other jobs of
+ * the batch are unaffected.  It must not COMMIT, ROLLBACK or touch
+ * loop-thread state.  run may be called more than once for the same job
+ * (core/store.c, store_txn_fast): each call must start afresh, as if the
+ * earlier calls never happened (what an earlier call allocated into the
+ * job is freed or reused, counts are set, not added to).
  *
  * done executes on the loop thread after the transaction was committed
  * (status 0) or failed (status < 0: nothing the job wrote is stored), in

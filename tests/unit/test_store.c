@@ -235,7 +235,8 @@ test_submit(struct store *st, struct test_sub *s)
 
 struct test_job {
 	struct store_job job;
-	int calls;
+	int calls; /* done callbacks */
+	int runs;  /* calls of run, for the jobs that count them */
 	int status;
 	int order;
 	/* A gate: run blocks until released. */
@@ -320,7 +321,9 @@ test_gate_release(struct test_job *gate)
 static int
 test_run_fail(sqlite3 *db, struct store_job *job)
 {
-	(void)job;
+	struct test_job *t = (struct test_job *)job;
+
+	t->runs++;
 	if (sqlite3_exec(db,
 		"INSERT INTO messages (received_at, mail_from, size)"
 		" VALUES (1, 'failing@job', 0)",
@@ -333,7 +336,21 @@ test_run_fail(sqlite3 *db, struct store_job *job)
 static int
 test_run_rollback(sqlite3 *db, struct store_job *job)
 {
-	(void)job;
+	struct test_job *t = (struct test_job *)job;
+
+	t->runs++;
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return 0;
+}
+
+/* Does nothing the first time it runs, then ends the transaction. */
+static int
+test_run_rollback_second(sqlite3 *db, struct store_job *job)
+{
+	struct test_job *t = (struct test_job *)job;
+
+	if (++t->runs == 1)
+		return 0;
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	return 0;
 }
@@ -869,8 +886,10 @@ test_store_failing_job(void **state)
 }
 
 /*
- * A job that ends the transaction: the jobs before it in the batch lose
- * their writes and get an error; the jobs after it run in a new one.
+ * A job that ends the transaction (as SQLite does on a hard error): it
+ * fails, and since it did so in the first, savepoint-free run of the
+ * batch, the jobs around it run again, each in its own savepoint, and
+ * keep their writes.
  */
 static void
 test_store_lost_transaction(void **state)
@@ -892,16 +911,71 @@ test_store_lost_transaction(void **state)
 	test_gate_release(&gate);
 	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
 
-	assert_true(x.status < 0);
-	assert_int_equal(x.id, 0);
+	assert_int_equal(x.status, 0);
+	assert_true(x.id > 0);
 	assert_true(bad.status < 0);
+	assert_int_equal(bad.runs, 1);
 	assert_int_equal(y.status, 0);
 	stats = store_stats(st);
 	assert_int_equal(stats.requests, 4);
-	assert_int_equal(stats.failures, 2);
+	assert_int_equal(stats.failures, 1);
+	/* The gate's, then the one of x and y (the first run is undone). */
+	assert_int_equal(stats.transactions, 2);
+	test_finish(f, st);
+	test_job_fini(&gate);
+	test_job_fini(&bad);
+
+	assert_int_equal(test_count(f, "SELECT count(*) FROM messages"), 2);
+	assert_int_equal(test_count(f, "SELECT count(*) FROM recipients"), 2);
+}
+
+/*
+ * The transaction ends under a job in the second run of a batch, the one
+ * with savepoints (the job did well in the first run, which another job's
+ * failure undid): the jobs before it lose their writes and get an error;
+ * the jobs after it run in a new transaction, and the job that failed in
+ * the first run is not run again.
+ */
+static void
+test_store_lost_transaction_rerun(void **state)
+{
+	struct fixture *f = *state;
+	struct test_sub x, y;
+	struct test_job gate, flaky, bad;
+	struct store_stats stats;
+	struct store *st;
+
+	st = test_open(f);
+	test_gate_hold(st, &gate);
+	test_sub_init(&x, 1);
+	test_submit(st, &x);
+	test_job_init(&flaky, test_run_rollback_second);
+	assert_int_equal(store_job_submit(st, &flaky.job), 0);
+	test_job_init(&bad, test_run_fail);
+	assert_int_equal(store_job_submit(st, &bad.job), 0);
+	test_sub_init(&y, 2);
+	test_submit(st, &y);
+	test_gate_release(&gate);
+	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+
+	assert_true(x.status < 0);
+	assert_int_equal(x.id, 0);
+	assert_int_equal(flaky.runs, 2);
+	assert_true(flaky.status < 0);
+	assert_int_equal(bad.runs, 1);
+	assert_int_equal(bad.status, -EINVAL);
+	assert_int_equal(y.status, 0);
+	assert_int_equal(x.order, 2);
+	assert_int_equal(flaky.order, 3);
+	assert_int_equal(bad.order, 4);
+	assert_int_equal(y.order, 5);
+	stats = store_stats(st);
+	assert_int_equal(stats.requests, 5);
+	assert_int_equal(stats.failures, 3);
 	assert_int_equal(stats.transactions, 3);
 	test_finish(f, st);
 	test_job_fini(&gate);
+	test_job_fini(&flaky);
 	test_job_fini(&bad);
 
 	assert_int_equal(test_count(f, "SELECT count(*) FROM messages"), 1);
@@ -909,6 +983,71 @@ test_store_lost_transaction(void **state)
 			     "SELECT count(*) FROM messages"
 			     " WHERE received_at = 1700000000002"),
 	    1);
+}
+
+struct test_fwd {
+	int calls;
+	int status;
+	struct store_forward_batch *b;
+};
+
+static void
+test_fwd_cb(int status, struct store_forward_batch *b, void *arg)
+{
+	struct test_fwd *w = arg;
+
+	w->calls++;
+	w->status = status;
+	w->b = b;
+}
+
+/*
+ * A job that reads into memory of its own (the forwarder's queue) runs
+ * twice when a job of its batch fails: its answer is that of the second
+ * run, whole, and the first run's batch is not leaked (ASan, valgrind).
+ */
+static void
+test_store_rerun_reader(void **state)
+{
+	struct fixture *f = *state;
+	struct test_sub a, b;
+	struct test_job gate, bad;
+	struct test_fwd w;
+	struct store *st;
+
+	st = test_open(f);
+	test_sub_init(&a, 1);
+	test_submit(st, &a);
+	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(a.status, 0);
+
+	memset(&w, 0, sizeof(w));
+	test_gate_hold(st, &gate);
+	test_sub_init(&b, 2);
+	test_submit(st, &b);
+	assert_int_equal(
+	    store_forward_next(st, 1800000000000, 10, NULL, 0, test_fwd_cb, &w),
+	    0);
+	test_job_init(&bad, test_run_fail);
+	assert_int_equal(store_job_submit(st, &bad.job), 0);
+	test_gate_release(&gate);
+	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+
+	assert_int_equal(bad.runs, 1);
+	assert_int_equal(bad.status, -EINVAL);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(w.calls, 1);
+	assert_int_equal(w.status, 0);
+	assert_non_null(w.b);
+	/* Both messages, each once: a and b (committed before it). */
+	assert_int_equal(w.b->nmsgs, 2);
+	assert_int_equal(w.b->msgs[0].id, a.id);
+	assert_int_equal(w.b->msgs[1].id, b.id);
+	assert_int_equal(w.b->queued, 2);
+	store_forward_batch_free(w.b);
+	test_finish(f, st);
+	test_job_fini(&gate);
+	test_job_fini(&bad);
 }
 
 /* COMMIT itself fails: every job of the batch fails, nothing is stored. */
@@ -1164,6 +1303,11 @@ main(void)
 		    test_store_fault, test_store_setup, test_store_teardown),
 		cmocka_unit_test_setup_teardown(test_store_failing_job,
 		    test_store_setup, test_store_teardown),
+		cmocka_unit_test_setup_teardown(test_store_rerun_reader,
+		    test_store_setup, test_store_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_store_lost_transaction_rerun, test_store_setup,
+		    test_store_teardown),
 		cmocka_unit_test_setup_teardown(test_store_lost_transaction,
 		    test_store_setup, test_store_teardown),
 		cmocka_unit_test_setup_teardown(test_store_commit_fails,
