@@ -5,20 +5,20 @@
  * jobs (struct store_job, store_int.h) under a mutex and signals a
  * condition variable; the store thread takes every job that is waiting (up
  * to STORE_BATCH_JOBS jobs or STORE_BATCH_BYTES message bytes), runs them
- * in one IMMEDIATE transaction, each inside its own SAVEPOINT so that a
- * failing job takes nothing else with it, and commits once for all of them
- * (group commit: one fsync for the batch).  The finished jobs go onto a
+ * in one IMMEDIATE transaction in which a failing job takes nothing else
+ * with it (below), and commits once for all of them (group commit: one
+ * fsync for the batch).  The finished jobs go onto a
  * completion list and a uv_async_t wakes the loop thread, which calls each
  * job's done callback in submission order.  A job's done callback runs only
  * once its transaction has committed or failed, which is what lets the
  * relay say 250 only for what is on disk.
  *
- * A batch first runs without the savepoints (store_txn_fast): a SAVEPOINT
- * copies every page a job touches into a statement journal, about 3 us of
- * the store thread's ~47 us per webhook.  Jobs almost never fail; when
- * one does, that transaction is rolled back whole, the failed job keeps
- * its error, and the others run again, each in its own SAVEPOINT as
- * above (store_txn).  A job's run may therefore be called twice.
+ * A batch first runs without savepoints (store_txn_fast): a SAVEPOINT per
+ * job copies every page the job touches into a statement journal, about
+ * 3 us of the store thread's ~47 us per webhook.  Jobs almost never fail;
+ * when one does, that transaction is rolled back whole, the failed job
+ * keeps its error, and the others run again, each in its own SAVEPOINT
+ * (store_txn).  A job's run may therefore be called twice.
  *
  * Ownership: the store owns its connection, statements, thread and
  * uv_async_t; a job belongs to its submitter and is only linked here.  The
