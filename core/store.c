@@ -318,8 +318,8 @@ store_run_job(struct store *st, struct store_job *j)
 /*
  * Opens the transaction of the jobs from first to the end of the list (*n
  * of them).  When BEGIN fails (after the busy timeout, or on an I/O
- * error) logs it, gives every job the error and returns false.  Store
- * thread.
+ * error) logs it, gives every job without an error yet that one and
+ * returns false.  Store thread.
  */
 static bool
 store_begin(struct store *st, struct store_job *first, size_t *n)
@@ -337,8 +337,8 @@ store_begin(struct store *st, struct store_job *first, size_t *n)
 	err = store_errno(rc) != 0 ? store_errno(rc) : -EIO;
 	store_log_failed("begin", sqlite3_errmsg(st->db), err, *n);
 	store_rollback(st);
-	for (j = first; j != NULL; j = j->next)
-		j->status = err;
+	/* A job that failed in an earlier run keeps its own error. */
+	store_fail_range(first, NULL, err);
 	return false;
 }
 
@@ -486,8 +486,9 @@ store_thread_main(void *arg)
 
 		txns = 1;
 		if (!store_txn_fast(st, batch, &failed)) {
+			/* A failed first job is passed over, not begun for. */
 			txns = 0;
-			next = batch;
+			next = failed == batch ? batch->next : batch;
 			while (next != NULL) {
 				next = store_txn(st, next, failed);
 				txns++;

@@ -1002,6 +1002,38 @@ test_fwd_cb(int status, struct store_forward_batch *b, void *arg)
 }
 
 /*
+ * A job that fails alone in its batch: its error, one run, and no second
+ * transaction begun for nothing (the failed run does not count).
+ */
+static void
+test_store_failing_alone(void **state)
+{
+	struct fixture *f = *state;
+	struct test_job bad;
+	struct store_stats stats;
+	struct store *st;
+
+	st = test_open(f);
+	test_job_init(&bad, test_run_fail);
+	assert_int_equal(store_job_submit(st, &bad.job), 0);
+	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+
+	assert_int_equal(bad.calls, 1);
+	assert_int_equal(bad.runs, 1);
+	assert_int_equal(bad.status, -EINVAL);
+	stats = store_stats(st);
+	assert_int_equal(stats.requests, 1);
+	assert_int_equal(stats.failures, 1);
+	assert_int_equal(stats.transactions, 0);
+	test_finish(f, st);
+	test_job_fini(&bad);
+	assert_int_equal(test_count(f,
+			     "SELECT count(*) FROM messages"
+			     " WHERE mail_from = 'failing@job'"),
+	    0);
+}
+
+/*
  * A job that reads into memory of its own (the forwarder's queue) runs
  * twice when a job of its batch fails: its answer is that of the second
  * run, whole, and the first run's batch is not leaked (ASan, valgrind).
@@ -1304,6 +1336,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_store_fault, test_store_setup, test_store_teardown),
 		cmocka_unit_test_setup_teardown(test_store_failing_job,
+		    test_store_setup, test_store_teardown),
+		cmocka_unit_test_setup_teardown(test_store_failing_alone,
 		    test_store_setup, test_store_teardown),
 		cmocka_unit_test_setup_teardown(test_store_rerun_reader,
 		    test_store_setup, test_store_teardown),
