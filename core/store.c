@@ -770,7 +770,7 @@ store_open(struct store **out, const char *path, uv_loop_t *loop, char *err,
 
 	rc = sqlite3_open_v2(path, &st->db,
 	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-	    NULL);
+	    store_vfs_name());
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "%s: cannot open the store: %s", path,
 		    st->db != NULL ? sqlite3_errmsg(st->db)

@@ -61,6 +61,14 @@ void store_sql_forget(sqlite3 *db);
 struct store;
 
 /*
+ * The name of the daemon's VFS (core/store_vfs.c): the default one, but
+ * with the writes of a WAL file gathered into one write per sync.
+ * Registered at the first call; NULL when it cannot be (the default VFS
+ * then serves).  Thread-safe.
+ */
+const char *store_vfs_name(void);
+
+/*
  * The webhook tokens of the replay window, in memory (core/store_tokens.c),
  * for the daemon's store thread only.  store_tokens_find tells whether a
  * token is held and with the same event digest; store_tokens_add holds one
