@@ -261,13 +261,17 @@ def wait_all_sent(d, timeout, what):
         time.sleep(0.2)
 
 
-def check_store(d, sim, load, rows):
+def check_store(d, sim, load, rows, late_ok=None):
     """The common end check.  Every acknowledged message is stored under
     its id, byte-exact behind one Received field, and ends `sent` (the
     message and its recipient); a stored message that was not acknowledged
     is one a client sent whose reply was cut off by a kill, complete too.
     Each copy the simulator accepted is the stored message, carrying the
-    recipient and the local id.  Returns (store, copies by local id)."""
+    recipient and the local id.  The store's Mailgun id is that of the
+    last copy, answered 200: no send follows the recorded one, except a
+    copy for which late_ok(copy) is true (a request a killed daemon had
+    sent, accepted after its successor's copy).  Returns (store, copies
+    by local id)."""
     store = read_store(d.store)
     acked_ids = list(load.acked.values())
     assert len(set(acked_ids)) == len(acked_ids), "an id acknowledged twice"
@@ -308,11 +312,16 @@ def check_store(d, sim, load, rows):
         got = copies.get(mid, [])
         assert got, "stored message %d never reached Mailgun" % mid
         got.sort(key=lambda c: c["time"])
-        # The store's Mailgun id is the last copy's, the one Mailgun
-        # answered 200 to; no send follows it.
-        assert store[mid]["mailgun_id"] == got[-1]["id"], (
-            mid, store[mid]["mailgun_id"], [c["id"] for c in got])
-        assert got[-1]["answered"] == 200, got[-1]
+        # The store's Mailgun id is that of a copy Mailgun answered 200
+        # to, and no send follows it but the late_ok ones.
+        ids = [c["id"] for c in got]
+        assert store[mid]["mailgun_id"] in ids, (
+            mid, store[mid]["mailgun_id"], ids)
+        rec = ids.index(store[mid]["mailgun_id"])
+        after = got[rec + 1:]
+        assert all(late_ok is not None and late_ok(c) for c in after), (
+            mid, store[mid]["mailgun_id"], ids)
+        assert got[rec]["answered"] == 200, got[rec]
     return store, copies
 
 
@@ -341,11 +350,17 @@ def test_kill9_rounds_under_load(daemon, mailgun_sim, mailgun_config):
     a 200, so a copy at Mailgun is either *recorded* (its Mailgun id is in
     the message's `attempts` rows) or the daemon died between Mailgun's
     acceptance and the commit of that record.  So: each message has
-    exactly one recorded copy, the last; every other copy is unrecorded
-    and was accepted by Mailgun during a run that ended in SIGKILL (from
-    that run's start to its kill, plus KILL_SLACK for a request still
-    being handled); the last run, ended by SIGTERM after the drain, leaves
-    none.  That is the at-least-once case 1 of docs/forwarding.md and
+    exactly one recorded copy; every other copy is unrecorded and was
+    accepted by Mailgun during a run that ended in SIGKILL (from that
+    run's start to its kill, plus KILL_SLACK for a request still being
+    handled); the last run, ended by SIGTERM after the drain, leaves none.
+    The recorded copy is the last one, but for a copy a killed run had in
+    flight: the simulator may handle it after the next run has sent the
+    message again and recorded that copy (seen once in a 100-round soak:
+    the new run had started, sent and recorded the message within 50 ms
+    of the old run's last log line, and the simulator accepted the killed
+    run's request after that), so a copy after the recorded one must
+    have been accepted within KILL_SLACK after a kill.  That is the at-least-once case 1 of docs/forwarding.md and
     nothing else.  The count per kill is printed next to the forwarder's
     concurrency: the requests in flight (at most `concurrency`) plus the
     answers whose record was not yet committed."""
@@ -379,7 +394,10 @@ def test_kill9_rounds_under_load(daemon, mailgun_sim, mailgun_config):
         rows = wait_all_sent(d, 60, "after the last kill")
     finally:
         load.stopped.set()
-    store, copies = check_store(d, mailgun_sim, load, rows)
+    store, copies = check_store(
+        d, mailgun_sim, load, rows,
+        late_ok=lambda c: any(k is not None and k < c["time"] <= k +
+                              KILL_SLACK for _, k in runs))
 
     dups = 0
     per_kill = [0] * (len(runs) - 1)
@@ -388,9 +406,11 @@ def test_kill9_rounds_under_load(daemon, mailgun_sim, mailgun_config):
         recorded = {a[1] for a in store[mid]["attempts"] if a[1]}
         assert [a[0] for a in store[mid]["attempts"]] == [200] * len(
             store[mid]["attempts"]), (mid, store[mid]["attempts"])
-        assert len(recorded) == 1 and got[-1]["id"] in recorded, \
+        assert recorded == {store[mid]["mailgun_id"]}, \
             (mid, recorded, [c["id"] for c in got])
-        for c in got[:-1]:
+        for c in got:
+            if c["id"] in recorded:
+                continue
             dups += 1
             where = [n for n, (s, k) in enumerate(runs)
                      if k is not None and s <= c["time"] <= k + KILL_SLACK]
