@@ -341,6 +341,7 @@ store_schema_pragmas(sqlite3 *db, int busy_ms, char *err, size_t errlen)
 	int rc;
 
 	sqlite3_busy_timeout(db, busy_ms);
+	/* FULL: the promise, and what the daemon's VFS needs (store_vfs.c). */
 	rc = sqlite3_exec(db,
 	    "PRAGMA journal_mode=WAL;"
 	    "PRAGMA synchronous=FULL;"

@@ -21,6 +21,12 @@
  * that wrote it: at xSync, the COMMIT fails with it (SQLITE_FULL on a
  * full disk, as before).
  *
+ * This is only right with synchronous=FULL (or EXTRA), which every
+ * connection of ours sets (store_schema_pragmas): the WAL is synced at
+ * every commit, so no commit becomes visible with its frames still held
+ * here.  With NORMAL or OFF a commit ends without a sync and readers would
+ * find frames in the WAL index that are not in the file yet.
+ *
  * Every other file (the database, its -shm, temporary files) is the
  * default VFS's own file object, opened in place: no indirection at all.
  * Other processes (the CLI) use the default VFS; the files and locks are

@@ -5,8 +5,10 @@
  * default VFS to show the test can tell); a transaction larger than the
  * page cache reads back its own spilled and rewritten frames; a write
  * that fails when the buffer goes out fails the COMMIT with SQLITE_FULL,
- * and the next transaction commits; and what a COMMIT returned for is in
- * the file even if the process dies right after without closing.
+ * and the next transaction commits; what a COMMIT returned for is in the
+ * file even if the process dies right after without closing; and the
+ * settings every connection gets sync the WAL at each commit, which the
+ * VFS needs.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -165,17 +167,22 @@ test_scalar(sqlite3 *db, const char *sql)
 	return v;
 }
 
+/* Runs sql and checks that its first row's first column is want. */
 static void
-test_integrity(sqlite3 *db)
+test_text_is(sqlite3 *db, const char *sql, const char *want)
 {
 	sqlite3_stmt *st = NULL;
 
-	assert_int_equal(
-	    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL),
-	    SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), want);
 	sqlite3_finalize(st);
+}
+
+static void
+test_integrity(sqlite3 *db)
+{
+	test_text_is(db, "PRAGMA integrity_check", "ok");
 }
 
 /* The writes of one commit of 40 pages, through vfs. */
@@ -299,6 +306,28 @@ test_durable_at_commit(void **state)
 	sqlite3_close(db);
 }
 
+/*
+ * The VFS is only right when every commit syncs the WAL (store_vfs.c):
+ * the settings every connection of ours gets must say so.
+ */
+static void
+test_pragmas_sync_full(void **state)
+{
+	char err[256];
+	sqlite3 *db = NULL;
+
+	(void)state;
+	assert_int_equal(
+	    sqlite3_open_v2(test_path, &db,
+		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, store_vfs_name()),
+	    SQLITE_OK);
+	assert_int_equal(store_schema_pragmas(db, 100, err, sizeof(err)), 0);
+	/* 2 is FULL, 3 EXTRA; NORMAL (1) would let frames stay held. */
+	assert_true(test_scalar(db, "PRAGMA synchronous") >= 2);
+	test_text_is(db, "PRAGMA journal_mode", "wal");
+	sqlite3_close(db);
+}
+
 int
 main(void)
 {
@@ -311,6 +340,8 @@ main(void)
 		    test_write_fails, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_durable_at_commit, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pragmas_sync_full, test_setup, test_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
